@@ -1,0 +1,38 @@
+# `make run` and `make test` each set up their own virtual environment first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: setup run test test-fast bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt torch
+	$(PIP) install -q -c constraints.txt -e ".[test]"
+	touch $@
+
+## Train on the default config (HalfCheetah, paper settings). Extra overrides: make run ARGS="env=Hopper seed=1"
+run: setup
+	$(BIN)/sac-run $(ARGS)
+
+## The whole test suite (learning tests included; about 10 minutes on 2 CPU cores).
+test: setup
+	$(BIN)/python -m pytest -q $(ARGS)
+
+## The quick subset (under 2 minutes).
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
+
+## Throughput against Stable-Baselines3 on the same machine.
+bench: setup
+	$(PIP) install -q -c constraints.txt -e ".[bench]"
+	$(BIN)/python benchmarks/throughput.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,434 @@
+"""The training loop and its schedule: the one module that sees the whole config."""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from omegaconf import DictConfig
+
+from . import checkpoint as ckpt
+from .config import ConfigError, to_container
+from .envs import EnvPool, env_dims, make_env
+from .replay import ReplayBuffer, available_memory_bytes, required_bytes
+from .sac import SAC, SACConfig
+from .tracking import STEP_KEY, Tracker
+
+log = logging.getLogger(__name__)
+
+# Keys that define the experiment: a resume with any of them changed is refused.
+EXPERIMENT_KEYS = ("env.id", "algorithm", "network", "hyperparameters", "seed", "num_envs", "learning_starts",
+                   "precision")
+STOP_SIGNALS = tuple(s for s in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGUSR1", None)) if s)
+EVAL_SEED_OFFSET = 10_000
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on a signal after writing a checkpoint."""
+
+    def __init__(self, signum: int, step: int, path: Path | None):
+        self.signum, self.step, self.path = signum, step, path
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}; checkpoint: {path}")
+
+
+class NonFiniteError(RuntimeError):
+    """A loss or parameter became NaN or infinite."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r} is not available: this machine has no CUDA GPU (use device=cpu or auto)")
+    return torch.device(name)
+
+
+def run_identity(cfg: DictConfig) -> tuple[str, str, list[str]]:
+    """A readable W&B run name, a group shared by the seeds of one configuration, and tags."""
+    a = cfg.algorithm
+    temp = f"tes{a.target_entropy_scale:g}" if a.learn_alpha and a.target_entropy is None else (
+        f"H{a.target_entropy:g}" if a.learn_alpha else f"alpha{a.alpha:g}")
+    config_name = f"{cfg.env.id}_{a.name}_{temp}"
+    group = cfg.logger.group or config_name
+    name = cfg.logger.name or f"{config_name}_s{cfg.seed}"
+    tags = [cfg.env.id, a.name, f"seed:{cfg.seed}", *cfg.logger.tags]
+    return name, group, tags
+
+
+def resolve_resume(cfg: DictConfig, run_dir: Path) -> tuple[Path, Path | None]:
+    """(run dir to write into, checkpoint file or dir to resume from)."""
+    if cfg.resume is None:
+        own = run_dir / "checkpoints"
+        return run_dir, own if ckpt.list_checkpoints(own) else None
+    target = Path(cfg.resume).expanduser()
+    if target.is_file():
+        return (target.parent.parent if target.parent.name == "checkpoints" else target.parent), target
+    if target.is_dir():
+        ckpt_dir = target / "checkpoints" if (target / "checkpoints").is_dir() else target
+        if not ckpt.list_checkpoints(ckpt_dir):
+            raise ConfigError(f"resume={cfg.resume!r}: no checkpoints (step_*.pt) found in {ckpt_dir}")
+        return (ckpt_dir.parent if ckpt_dir.name == "checkpoints" else ckpt_dir), ckpt_dir
+    raise ConfigError(f"resume={cfg.resume!r}: no such file or directory (give a run dir or a step_*.pt file)")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def config_differences(saved: dict, current: dict) -> list[str]:
+    saved_flat, current_flat = _flatten(saved), _flatten(current)
+    diffs = []
+    for key in sorted(set(saved_flat) | set(current_flat)):
+        if any(key == k or key.startswith(k + ".") for k in EXPERIMENT_KEYS):
+            if saved_flat.get(key) != current_flat.get(key):
+                diffs.append(f"{key} ({saved_flat.get(key)!r} in the checkpoint, {current_flat.get(key)!r} now)")
+    return diffs
+
+
+class Trainer:
+    def __init__(self, cfg: DictConfig):
+        self.cfg = cfg
+        run_dir, resume_from = resolve_resume(cfg, Path(cfg.run_dir or "."))
+        self.run_dir = run_dir
+        self.ckpt_dir = run_dir / "checkpoints"
+        _check_writable(run_dir)
+        self.device = resolve_device(cfg.device)
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)
+        torch.manual_seed(cfg.seed)
+
+        self.envs = EnvPool(cfg.env.id, cfg.num_envs, cfg.seed)
+        self.eval_env = make_env(cfg.env.id, render_size=cfg.logger.video_size if cfg.logger.video else None)
+        obs_dim, act_dim = env_dims(self.envs.envs[0])
+        h = cfg.hyperparameters
+        _check_memory(h.buffer_size, obs_dim, act_dim, self.device)
+        self.replay = ReplayBuffer(h.buffer_size, obs_dim, act_dim, self.device, seed=cfg.seed + 2)
+        a, n = cfg.algorithm, cfg.network
+        target_entropy = a.target_entropy if a.target_entropy is not None else -a.target_entropy_scale * act_dim
+        self.agent = SAC(obs_dim, act_dim, SACConfig(
+            hidden_sizes=tuple(n.hidden_sizes), activation=n.activation, log_std_min=n.log_std_min,
+            log_std_max=n.log_std_max, lr=h.lr, gamma=h.gamma, tau=h.tau,
+            target_update_interval=h.target_update_interval, learn_alpha=a.learn_alpha, alpha=a.alpha,
+            target_entropy=target_entropy, precision=cfg.precision, compile=cfg.compile,
+        ), device=self.device, seed=cfg.seed)
+        self.action_rng = np.random.default_rng(cfg.seed + 3)  # warm-up actions
+
+        self.step = 0
+        self.episodes = 0
+        self.evaluations = 0
+        self.best_eval: tuple[float, int] | None = None
+        self.last_eval: tuple[float, float] | None = None
+        self._reset_interval_stats()
+        self._stop_signal: int | None = None
+        self._last_eval_step: int | None = None
+        self._last_sps: float | None = None
+
+        self.config = to_container(cfg)
+        self.config["run_dir"] = str(run_dir)
+        resumed = self._maybe_resume(resume_from)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(self.config, sort_keys=False))
+        name, group, tags = run_identity(cfg)
+        self.tracker = Tracker(run_dir, dict(self.config["logger"]), self.config, name=name, group=group,
+                               tags=tags, run_id=resumed.get("wandb_run_id") if resumed else None,
+                               resume_step=self.step if resumed else None)
+
+    # ---- resume ----
+
+    def _maybe_resume(self, source: Path | None) -> dict | None:
+        if source is None:
+            return None
+        if source.is_file():
+            path, state = source, ckpt.load_file(source)
+        else:
+            found = ckpt.load_latest(source)
+            if found is None:
+                return None
+            path, state = found
+        diffs = config_differences(state["config"], self.config)
+        if diffs:
+            raise ConfigError(f"cannot resume from {path}: the config differs in {'; '.join(diffs)}. "
+                              "Only run settings (total_steps, logger, device, eval and checkpoint cadence) may change")
+        if state["trainer"]["step"] > self.cfg.total_steps:
+            raise ConfigError(f"total_steps={self.cfg.total_steps} is below the checkpoint's step "
+                              f"{state['trainer']['step']}: raise total_steps to extend the run")
+        self.load_state_dict(state)
+        log.info("Resumed from %s at step %d", path, self.step)
+        return state
+
+    def state_dict(self) -> dict:
+        return {
+            "config": self.config,
+            "trainer": {
+                "step": self.step, "episodes": self.episodes, "evaluations": self.evaluations,
+                "best_eval": list(self.best_eval) if self.best_eval else None,
+                "last_eval": list(self.last_eval) if self.last_eval else None,
+                "interval": self._interval_state(),
+            },
+            "agent": self.agent.state_dict(),
+            "replay": self.replay.state_dict(),
+            "envs": self.envs.state_dict(),
+            "rng": {
+                "python": random.getstate(),
+                "numpy_global": np.random.get_state(legacy=False),
+                "torch": torch.get_rng_state(),
+                "action_rng": self.action_rng.bit_generator.state,
+            },
+            "wandb_run_id": self.tracker.run_id if getattr(self, "tracker", None) else None,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        t = state["trainer"]
+        self.step, self.episodes, self.evaluations = int(t["step"]), int(t["episodes"]), int(t["evaluations"])
+        self.best_eval = tuple(t["best_eval"]) if t["best_eval"] else None
+        self.last_eval = tuple(t["last_eval"]) if t["last_eval"] else None
+        self._load_interval_state(t["interval"])
+        self.agent.load_state_dict(state["agent"])
+        self.replay.load_state_dict(state["replay"])
+        self.envs.load_state_dict(state["envs"])
+        rng = state["rng"]
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy_global"])
+        torch.set_rng_state(rng["torch"])
+        self.action_rng.bit_generator.state = rng["action_rng"]
+
+    def save_checkpoint(self) -> Path:
+        bad = self.agent.parameters_finite()
+        if bad:
+            raise NonFiniteError(f"non-finite values in {', '.join(bad)} at step {self.step}; "
+                                 "not checkpointing, the last good checkpoint is kept")
+        path = ckpt.save(self.ckpt_dir, self.step, self.state_dict(), keep=self.cfg.keep_checkpoints)
+        self.tracker.log_checkpoint(path, self.step)
+        return path
+
+    # ---- the loop ----
+
+    def train(self) -> dict:
+        cfg = self.cfg
+        exit_code = 1
+        try:
+            with self._signals_caught(), _progress(cfg, self.step) as bar:
+                self._bar = bar
+                self._tick = (time.perf_counter(), self.step, self.agent.num_updates)
+                self._prev_step = self.step
+                while self.step < cfg.total_steps:
+                    self._env_step()
+                    if self.step >= cfg.learning_starts:
+                        for _ in range(cfg.hyperparameters.gradient_steps):
+                            self._accumulate(self.agent.update(self.replay.sample(cfg.hyperparameters.batch_size)))
+                    if self._crossed(cfg.log_every):
+                        self._log_training()
+                    if cfg.eval_every and self._crossed(cfg.eval_every):
+                        self.evaluate()
+                    if cfg.checkpoint_every and self._crossed(cfg.checkpoint_every):
+                        self.save_checkpoint()
+                    if self._stop_signal is not None:
+                        path = self.save_checkpoint()
+                        raise TrainingInterrupted(self._stop_signal, self.step, path)
+                    bar.update(self.step - bar.n)
+                if self.last_eval is None or self._last_eval_step != self.step:
+                    self.evaluate()
+                path = self.save_checkpoint()
+            summary = self._finish(path)
+            exit_code = 0
+            return summary
+        finally:
+            self.tracker.close(exit_code)
+            self.envs.close()
+            self.eval_env.close()
+
+    def _crossed(self, every: int) -> bool:
+        return self.step // every > self._prev_step // every
+
+    def _env_step(self) -> None:
+        obs = self.envs.obs
+        if self.step < self.cfg.learning_starts:
+            actions = self.action_rng.uniform(-1.0, 1.0, size=(len(self.envs.envs), self.replay.act_dim))
+        else:
+            actions = self.agent.act(torch.as_tensor(obs, device=self.device)).cpu().numpy()
+        obs = obs.copy()
+        next_obs, rewards, terminated, finished = self.envs.step(actions)
+        self.replay.add(obs, actions.astype(np.float32), rewards, next_obs, terminated)
+        self._prev_step = self.step
+        self.step += len(self.envs.envs)
+        for ret, length in finished:
+            self.episodes += 1
+            self.tracker.log({STEP_KEY: self.step, "train/episode_return": ret, "train/episode_length": length,
+                              "train/episodes": self.episodes})
+
+    # ---- metrics ----
+
+    def _reset_interval_stats(self) -> None:
+        self._metric_sum: torch.Tensor | None = None
+        self._metric_count = 0
+
+    def _interval_state(self) -> dict:
+        return {"sum": self._metric_sum.cpu() if self._metric_sum is not None else None, "count": self._metric_count}
+
+    def _load_interval_state(self, state: dict) -> None:
+        self._metric_sum = state["sum"].to(self.device) if state["sum"] is not None else None
+        self._metric_count = int(state["count"])
+
+    def _accumulate(self, metrics: dict) -> None:
+        values = torch.stack([metrics[k] for k in SAC.METRICS])
+        self._metric_sum = values if self._metric_sum is None else self._metric_sum + values
+        self._metric_count += 1
+
+    def _log_training(self) -> None:
+        now = time.perf_counter()
+        t0, step0, updates0 = self._tick
+        elapsed = max(now - t0, 1e-9)
+        row = {STEP_KEY: self.step, "perf/steps_per_second": (self.step - step0) / elapsed,
+               "perf/updates_per_second": (self.agent.num_updates - updates0) / elapsed}
+        if self._metric_sum is not None:
+            means = (self._metric_sum / self._metric_count).tolist()  # the interval's one host sync
+            for key, value in zip(SAC.METRICS, means):
+                if not np.isfinite(value):
+                    raise NonFiniteError(f"{key} became {value} between steps {self.step - self.cfg.log_every} "
+                                         f"and {self.step}; the last good checkpoint is kept in {self.ckpt_dir}")
+                row[key] = value
+        self.tracker.log(row)
+        self._reset_interval_stats()
+        self._tick = (now, self.step, self.agent.num_updates)
+        self._last_sps = row["perf/steps_per_second"]
+        postfix = {"sps": f"{row['perf/steps_per_second']:.0f}"}
+        if self.last_eval:
+            postfix["eval"] = f"{self.last_eval[0]:.1f}"
+        if "alpha" in row:
+            postfix["alpha"] = f"{row['alpha']:.3g}"
+        self._bar.set_postfix(postfix, refresh=False)
+
+    # ---- evaluation ----
+
+    @torch.no_grad()
+    def evaluate(self) -> tuple[float, float]:
+        """Deterministic (mean-action) episodes on the separate eval env, from fixed start seeds."""
+        record = self.cfg.logger.video and self.evaluations % self.cfg.logger.video_every == 0
+        returns, frames = [], []
+        for episode in range(self.cfg.eval_episodes):
+            obs, _ = self.eval_env.reset(seed=self.cfg.seed + EVAL_SEED_OFFSET + episode)
+            done, total = False, 0.0
+            while not done:
+                if record and episode == 0:
+                    frames.append(self.eval_env.render())
+                action = self.agent.act(torch.as_tensor(obs, dtype=torch.float32, device=self.device)[None],
+                                        deterministic=True)
+                obs, reward, terminated, truncated, _ = self.eval_env.step(action[0].cpu().numpy())
+                total += float(reward)
+                done = terminated or truncated
+            returns.append(total)
+        self.evaluations += 1
+        mean, std = float(np.mean(returns)), float(np.std(returns))
+        self.last_eval = (mean, std)
+        self._last_eval_step = self.step
+        if self.best_eval is None or mean > self.best_eval[0]:
+            self.best_eval = (mean, self.step)
+        self.tracker.log({STEP_KEY: self.step, "eval/return_mean": mean, "eval/return_std": std,
+                          "eval/return_best": self.best_eval[0]})
+        speed = f", {self._last_sps:.0f} steps/s" if self._last_sps else ""
+        log.info("step %d/%d: eval return %.1f ± %.1f over %d episodes%s", self.step, self.cfg.total_steps,
+                 mean, std, len(returns), speed)
+        if frames:
+            self._save_video(frames)
+        return mean, std
+
+    def _save_video(self, frames: list[np.ndarray]) -> None:
+        from .video import write_mp4
+
+        path = self.run_dir / "videos" / f"eval_step_{self.step:09d}.mp4"
+        try:
+            write_mp4(path, frames, fps=self.eval_env.metadata.get("render_fps", 30))
+        except Exception as e:  # a video problem must not stop training
+            log.warning("could not write eval video %s: %s", path, e)
+            return
+        self.tracker.log_video(path, self.step)
+
+    # ---- the end ----
+
+    def _finish(self, checkpoint_path: Path) -> dict:
+        model_path = self.run_dir / "model.pt"
+        torch.save({"actor": self.agent.actor.state_dict(), "critic": self.agent.critic.state_dict(),
+                    "log_alpha": self.agent.log_alpha.detach().clone(), "config": self.config,
+                    "obs_dim": self.replay.obs_dim, "act_dim": self.replay.act_dim}, model_path)
+        mean, std = self.last_eval
+        summary = {"global_step": self.step, "eval/final_return": mean, "eval/final_return_std": std,
+                   "eval/best_return": self.best_eval[0], "eval/best_return_step": self.best_eval[1]}
+        self.tracker.summary(summary)
+        log.info("Done: %d steps, %d episodes. Final eval return %.1f ± %.1f; best %.1f at step %d.",
+                 self.step, self.episodes, mean, std, self.best_eval[0], self.best_eval[1])
+        log.info("Run dir: %s (metrics.jsonl, model.pt, checkpoints/)", self.run_dir)
+        return {**summary, "run_dir": str(self.run_dir), "model": str(model_path), "checkpoint": str(checkpoint_path)}
+
+    @contextmanager
+    def _signals_caught(self):
+        """SIGTERM, SIGINT, SIGUSR1 (Slurm's warnings before preemption): checkpoint, then stop."""
+        def handler(signum, frame):
+            if self._stop_signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt  # a second Ctrl-C stops at once
+            self._stop_signal = signum
+
+        previous = {}
+        try:
+            for s in STOP_SIGNALS:
+                previous[s] = signal.signal(s, handler)
+        except ValueError:  # not the main thread: leave signals alone
+            previous = {}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+
+def _check_writable(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"output dir {run_dir} is not writable ({e.strerror or e}); "
+                          "choose another with hydra.run.dir=<dir>") from e
+
+
+def _check_memory(capacity: int, obs_dim: int, act_dim: int, device: torch.device) -> None:
+    need = required_bytes(capacity, obs_dim, act_dim)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        have, where = free, f"free on {device}"
+    else:
+        have, where = available_memory_bytes(), "available RAM"
+    if have is not None and need > 0.9 * have:
+        raise ConfigError(f"hyperparameters.buffer_size={capacity} needs {need / 2**30:.1f} GiB for the replay buffer "
+                          f"but only {have / 2**30:.1f} GiB is {where}; lower hyperparameters.buffer_size")
+
+
+@contextmanager
+def _progress(cfg: DictConfig, initial: int):
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    show = cfg.progress and sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+    bar = tqdm(total=cfg.total_steps, initial=initial, unit="step", unit_scale=True, dynamic_ncols=True,
+               disable=not show, smoothing=0.05, mininterval=0.5)
+    try:
+        with logging_redirect_tqdm(loggers=[logging.getLogger()]):
+            yield bar
+    finally:
+        bar.close()

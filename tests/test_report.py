@@ -1,0 +1,298 @@
+"""Tests for sac_runner.report (sac-report) on hand-made run dirs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from sac_runner import report
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def make_run(run_dir: Path, *, seed: int, evals, env_id: str = "HalfCheetah-v5",
+             scale: float = 1.0, extra_cfg: dict | None = None, write_config: bool = True,
+             tail: str = "") -> Path:
+    """Write config.yaml and metrics.jsonl; evals = [(step, return), ...]."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = {
+        "seed": seed,
+        "env": {"id": env_id, "total_steps": 3000, "learning_starts": 100},
+        "algorithm": {"name": "sac", "target_entropy_scale": scale, "alpha": 0.2,
+                      "learn_alpha": True},
+        "network": {"hidden": [256, 256]},
+        "hyperparameters": {"lr": 0.0003, "batch_size": 256},
+        "logger": {"wandb": False, "project": f"p{seed}"},
+        "device": "cpu", "threads": seed + 1, "run_dir": str(run_dir),
+        "total_steps": 3000, "eval_every": 1000, "eval_episodes": 5,
+    }
+    for key, value in (extra_cfg or {}).items():
+        node = cfg
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    if write_config:
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    lines = []
+    for step, ret in evals:
+        lines.append(json.dumps({"global_step": step, "train/episode_return": ret - 1.0,
+                                 "loss/critic": 0.5, "alpha": 0.2}))
+        lines.append(json.dumps({"global_step": step, "eval/return_mean": ret,
+                                 "eval/return_std": 1.0}))
+    (run_dir / "metrics.jsonl").write_text("".join(l + "\n" for l in lines) + tail)
+    return run_dir
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def md_data_rows(path: Path) -> list[str]:
+    rows = [l for l in path.read_text().splitlines() if l.startswith("|")]
+    return rows[2:]  # drop header and separator
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    """2 configs (target_entropy_scale 0.5 / 1.0) x 2 seeds; one run in progress."""
+    root = tmp_path / "sweep"
+    make_run(root / "0", seed=0, scale=0.5, evals=[(0, 10.0), (1000, 50.0), (2000, 40.0)])
+    make_run(root / "1", seed=1, scale=0.5, evals=[(0, 20.0), (1000, 30.0), (2000, 60.0)])
+    make_run(root / "2", seed=0, scale=1.0, evals=[(0, 0.0), (1000, 100.0), (2000, 200.0)])
+    # in progress: one eval fewer than its sibling
+    make_run(root / "nested" / "3", seed=1, scale=1.0, evals=[(0, 0.0), (1000, 80.0)])
+    return root
+
+
+def test_sweep_end_to_end(sweep, capsys):
+    assert report.main([str(sweep)]) == 0
+    out = sweep / "report"
+    png = (out / "learning_curves.png").read_bytes()
+    assert len(png) > 1000 and png.startswith(PNG_MAGIC)
+
+    assert len(md_data_rows(out / "summary.md")) == 2
+    rows = read_csv(out / "summary.csv")
+    assert len(rows) == 2
+    by_label = {r["label"]: r for r in rows}
+    assert set(by_label) == {"algorithm.target_entropy_scale=0.5",
+                             "algorithm.target_entropy_scale=1.0"}
+
+    a = by_label["algorithm.target_entropy_scale=0.5"]
+    assert a["env"] == "HalfCheetah-v5"
+    assert int(a["n_seeds"]) == 2
+    assert float(a["final_mean"]) == pytest.approx((40.0 + 60.0) / 2)
+    assert float(a["best_mean"]) == pytest.approx((50.0 + 60.0) / 2)
+    assert float(a["final_iqm"]) == pytest.approx(50.0)  # 2 samples -> plain mean
+
+    b = by_label["algorithm.target_entropy_scale=1.0"]
+    assert int(b["n_seeds"]) == 2
+    assert float(b["final_mean"]) == pytest.approx((200.0 + 80.0) / 2)  # partial run's last eval
+    assert float(b["best_mean"]) == pytest.approx((200.0 + 80.0) / 2)
+    assert (int(b["last_step_min"]), int(b["last_step_max"])) == (1000, 2000)
+
+    for r in rows:
+        for stat in ("final", "best"):
+            lo, mean, hi = (float(r[f"{stat}_{k}"]) for k in ("ci_low", "mean", "ci_high"))
+            assert lo <= mean <= hi
+            assert lo < hi  # two different seed values -> non-degenerate CI
+
+    captured = capsys.readouterr()
+    assert "algorithm.target_entropy_scale=0.5" in captured.out
+    assert "| env |" in captured.out
+    assert "Traceback" not in captured.err
+
+
+def test_pieces_find_group_summarize(sweep):
+    dirs = report.find_runs([sweep], warn=lambda m: None)
+    assert len(dirs) == 4
+    runs = [report.load_run(d) for d in dirs]
+    groups = report.group_runs(runs)
+    assert len(groups) == 2
+    assert sorted(len(g.runs) for g in groups) == [2, 2]
+    sums = report.summarize(groups, n_boot=500, seed=1)
+    assert [s.n_seeds for s in sums] == [2, 2]
+    # deterministic for a fixed bootstrap seed
+    again = report.summarize(groups, n_boot=500, seed=1)
+    assert [s.final.ci_low for s in sums] == [s.final.ci_low for s in again]
+
+
+def test_partial_curve_aggregates_over_seeds_that_reached_step(sweep):
+    runs = [report.load_run(d) for d in report.find_runs([sweep], warn=lambda m: None)]
+    group = next(g for g in report.group_runs(runs) if "1.0" in g.label)
+    steps, mean, low, high, n = report.aggregate_curve(group.runs, n_boot=200, seed=0)
+    assert steps.tolist() == [0, 1000, 2000]
+    assert n.tolist() == [2, 2, 1]
+    assert mean.tolist() == pytest.approx([0.0, 90.0, 200.0])
+    assert low[2] == high[2] == 200.0  # only one seed at the last step
+    assert low[1] <= 90.0 <= high[1] and low[1] < high[1]
+
+
+def test_partial_curve_interpolates_misaligned_steps(tmp_path):
+    a = make_run(tmp_path / "a", seed=0, evals=[(0, 0.0), (1000, 100.0)])
+    b = make_run(tmp_path / "b", seed=1, evals=[(0, 0.0), (500, 10.0), (1500, 30.0)])
+    runs = [report.load_run(a), report.load_run(b)]
+    steps, mean, _, _, n = report.aggregate_curve(runs, n_boot=100)
+    assert steps.tolist() == [0, 500, 1000, 1500]
+    assert n.tolist() == [2, 2, 2, 1]
+    assert mean.tolist() == pytest.approx([0.0, (50.0 + 10.0) / 2, (100.0 + 20.0) / 2, 30.0])
+
+
+def test_single_run_dir_single_seed_ci_is_value(tmp_path, capsys):
+    run = make_run(tmp_path / "run", seed=3, evals=[(0, 5.0), (1000, 25.0), (2000, 15.0)])
+    assert report.main([str(run)]) == 0
+    rows = read_csv(run / "report" / "summary.csv")
+    assert len(rows) == 1
+    r = rows[0]
+    assert int(r["n_seeds"]) == 1
+    assert r["label"] == "sac"  # nothing varies -> algorithm.name
+    for k in ("final_mean", "final_ci_low", "final_ci_high", "final_iqm"):
+        assert float(r[k]) == 15.0
+    for k in ("best_mean", "best_ci_low", "best_ci_high", "best_iqm"):
+        assert float(r[k]) == 25.0
+    assert (run / "report" / "learning_curves.png").read_bytes().startswith(PNG_MAGIC)
+    assert len(md_data_rows(run / "report" / "summary.md")) == 1
+
+
+def test_truncated_and_corrupt_rows_are_skipped(tmp_path, capsys):
+    run = make_run(tmp_path / "run", seed=0, evals=[(0, 1.0), (1000, 7.0)],
+                   tail='{"global_step": 2000, "eval/return_mean": 99')
+    mfile = run / "metrics.jsonl"
+    lines = mfile.read_text().split("\n")
+    lines.insert(1, "{not json")  # corrupt row in the middle: line 2
+    mfile.write_text("\n".join(lines))
+    out = tmp_path / "out"
+    assert report.main([str(run), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    skipped = [l for l in err.splitlines() if "skipped row" in l]
+    assert len(skipped) == 2
+    assert any(f"{mfile}:2:" in l for l in skipped)
+    assert any(f"{mfile}:6:" in l and "truncated" in l for l in skipped)
+    r = read_csv(out / "summary.csv")[0]
+    assert float(r["final_mean"]) == 7.0  # truncated 99 not used
+    assert float(r["best_mean"]) == 7.0
+    assert int(r["last_step_max"]) == 1000
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "no_runs", "all_skipped"])
+def test_bad_input_exit_2_one_line(tmp_path, capsys, case):
+    target = tmp_path / "target"
+    if case == "empty":
+        target.mkdir()
+    elif case == "no_runs":
+        (target / "sub").mkdir(parents=True)
+        (target / "notes.txt").write_text("hi")
+    elif case == "all_skipped":
+        run = target / "run"
+        run.mkdir(parents=True)
+        (run / "config.yaml").write_text("seed: 0\nenv: {id: Hopper-v5}\n")
+        (run / "metrics.jsonl").write_text(json.dumps({"global_step": 10, "alpha": 0.1}) + "\n")
+    assert report.main([str(target)]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert "Traceback" not in captured.err
+    if case == "all_skipped":
+        assert len(err) == 2 and "no eval rows" in err[0]
+        assert "error:" in err[1] and "skipped" in err[1]
+    else:
+        assert len(err) == 1 and "error:" in err[0] and str(target) in err[0]
+    assert not (target / "report").exists()
+
+
+def test_bad_option_exit_2(tmp_path, capsys):
+    run = make_run(tmp_path / "run", seed=0, evals=[(0, 1.0)])
+    assert report.main([str(run), "--bootstrap", "0"]) == 2
+    assert report.main([str(run), "--bootstrap", "many"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_skips_reported_and_rest_used(sweep, capsys):
+    # no eval rows yet
+    noeval = sweep / "noeval"
+    noeval.mkdir()
+    (noeval / "config.yaml").write_text("seed: 5\nenv: {id: HalfCheetah-v5}\n")
+    (noeval / "metrics.jsonl").write_text(json.dumps({"global_step": 10, "loss/critic": 1}) + "\n")
+    # started, metrics not written yet
+    (sweep / "starting" / ".hydra").mkdir(parents=True)
+    (sweep / "starting" / ".hydra" / "config.yaml").write_text("seed: 6\n")
+    # unreadable config
+    bad = make_run(sweep / "badcfg", seed=7, evals=[(0, 1.0)])
+    (bad / "config.yaml").write_text("seed: [unclosed\n")
+
+    assert report.main([str(sweep)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert any(str(noeval) in l and "no eval rows" in l for l in err)
+    assert any(str(sweep / "starting") in l and "no metrics.jsonl" in l for l in err)
+    assert any(str(bad) in l and "unreadable config" in l for l in err)
+    rows = read_csv(sweep / "report" / "summary.csv")
+    assert sorted(int(r["n_seeds"]) for r in rows) == [2, 2]
+
+
+def test_grouping_ignores_denylisted_keys_and_labels_varying(tmp_path):
+    ev = [(0, 1.0)]
+    runs = [
+        make_run(tmp_path / "a", seed=0, evals=ev, extra_cfg={"hyperparameters.lr": 1}),
+        # differs only in ignored keys (and 1 vs 1.0) -> same group
+        make_run(tmp_path / "b", seed=1, evals=ev,
+                 extra_cfg={"hyperparameters.lr": 1.0, "logger.project": "x", "device": "cuda",
+                            "resume": True, "compile": True, "hydra.job.num": 3,
+                            "env.total_steps": 9, "total_steps": 9}),
+        make_run(tmp_path / "c", seed=0, evals=ev, extra_cfg={"hyperparameters.lr": 2}),
+        make_run(tmp_path / "d", seed=0, evals=ev, env_id="Hopper-v5",
+                 extra_cfg={"hyperparameters.lr": 2}),
+    ]
+    loaded = [report.load_run(r) for r in runs]
+    groups = report.group_runs(loaded)
+    assert [(g.env_id, g.label, len(g.runs)) for g in groups] == [
+        ("HalfCheetah-v5", "hyperparameters.lr=1", 2),
+        ("HalfCheetah-v5", "hyperparameters.lr=2", 1),
+        ("Hopper-v5", "sac", 1),
+    ]
+    assert "seed" in report.IGNORED_KEYS and "logger" in report.IGNORED_KEYS
+    assert report.is_ignored("hydra.run.dir") and not report.is_ignored("algorithm.alpha")
+
+
+def test_hydra_config_fallback_with_interpolation(tmp_path):
+    run = make_run(tmp_path / "run", seed=2, evals=[(0, 1.0)], write_config=False)
+    (run / ".hydra").mkdir()
+    (run / ".hydra" / "config.yaml").write_text(
+        "seed: 2\n"
+        "env: {id: Walker2d-v5, total_steps: 100}\n"
+        "total_steps: ${env.total_steps}\n"
+        "algorithm: {name: sac, target_entropy_scale: 3e-1}\n"
+        "run_dir: ${hydra:runtime.output_dir}\n"
+        "tag: ${env.id}\n"
+    )
+    r = report.load_run(run)
+    assert r.env_id == "Walker2d-v5"
+    assert r.config["total_steps"] == 100
+    assert r.config["tag"] == "Walker2d-v5"
+    assert r.config["algorithm.target_entropy_scale"] == 0.3
+    assert r.config["run_dir"] == "${hydra:runtime.output_dir}"  # left raw
+
+
+def test_multiple_inputs_dedupe_and_default_out(sweep, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert report.main([str(sweep), str(sweep / "0")]) == 0
+    rows = read_csv(tmp_path / "report" / "summary.csv")
+    assert sorted(int(r["n_seeds"]) for r in rows) == [2, 2]
+
+
+def test_iqm_and_bootstrap():
+    assert report.iqm([7.0]) == 7.0
+    assert report.iqm([1.0, 2.0, 3.0, 4.0]) == pytest.approx(2.5)
+    assert report.iqm([0.0, 0.0, 0.0, 100.0]) == pytest.approx(0.0)  # outlier trimmed
+    assert report.iqm([3.0, 1.0, 2.0]) == pytest.approx((1 + 4 * 2 + 3) / 6)
+    assert report.iqm(range(8)) == pytest.approx(3.5)
+    assert report.bootstrap_ci([4.0]) == (4.0, 4.0)
+    x = np.array([0.0, 10.0, 20.0, 30.0])
+    lo, hi = report.bootstrap_ci(x, n_boot=1000, seed=0)
+    assert 0.0 <= lo < x.mean() < hi <= 30.0
+    assert report.bootstrap_ci(x, n_boot=1000, seed=0) == (lo, hi)
+    assert report.bootstrap_ci([5.0, 5.0, 5.0]) == (5.0, 5.0)
