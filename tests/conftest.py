@@ -1,0 +1,46 @@
+"""Shared test helpers: compose the real config groups into a run under tmp_path."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.pop("WANDB_API_KEY", None)  # tests never talk to the W&B servers
+
+from hydra import compose, initialize_config_module  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from sac_runner.config import register_configs  # noqa: E402
+
+register_configs()
+
+SAC_RUN = str(Path(sys.executable).with_name("sac-run"))
+
+
+def make_cfg(run_dir: Path, overrides: list[str] = ()) -> DictConfig:
+    """The composed config that `sac-run <overrides>` would see, writing into run_dir."""
+    with initialize_config_module("sac_runner.conf", version_base="1.3"):
+        cfg = compose("config", [*overrides, f"run_dir={run_dir}", "progress=false"])
+    return cfg
+
+
+@pytest.fixture
+def cfg_factory(tmp_path):
+    def factory(*overrides: str, run_dir: Path | None = None) -> DictConfig:
+        return make_cfg(run_dir or tmp_path / "run", list(overrides))
+
+    return factory
+
+
+@pytest.fixture(autouse=True)
+def _wandb_offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / ".wandb_cache"))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / ".wandb_config"))
+    # Offline unless a test says otherwise: a developer's `wandb login` must not send test runs online.
+    monkeypatch.setenv("WANDB_MODE", "offline")
