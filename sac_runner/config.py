@@ -1,7 +1,9 @@
 """Config schemas (registered in Hydra's ConfigStore) and the checks types cannot express."""
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import typing
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
@@ -28,6 +30,8 @@ class EnvConfig:
     total_steps: int = 1_000_000
     learning_starts: int = 10_000
     eval_every: int = 5_000
+    # Overrides the env's registered time limit (episodes are truncated, never terminated, there).
+    max_episode_steps: Optional[int] = None
 
 
 @dataclass
@@ -122,8 +126,30 @@ def _check_env_id(env_id: str) -> None:
     )
 
 
+def _schema_tree(dc: type) -> dict:
+    """{key: subtree or None} of a dataclass schema."""
+    hints = typing.get_type_hints(dc)
+    return {f.name: _schema_tree(hints[f.name]) if dataclasses.is_dataclass(hints[f.name]) else None
+            for f in dataclasses.fields(dc)}
+
+
+def _check_known_keys(cfg: DictConfig) -> None:
+    """Keys added with `+key=value` bypass the schema at composition; refuse any it does not know."""
+
+    def walk(node: DictConfig, spec: dict, prefix: str) -> None:
+        for key in node.keys():
+            path = f"{prefix}{key}"
+            if key not in spec:
+                raise ConfigError(f"{path} is not a known key; expected one of: {', '.join(spec)}")
+            if spec[key] is not None:
+                walk(node[key], spec[key], path + ".")
+
+    walk(cfg, _schema_tree(Config), "")
+
+
 def validate(cfg: DictConfig) -> None:
-    """Check ranges and cross-field rules; raise ConfigError naming the key and what is allowed."""
+    """Check keys, ranges and cross-field rules; raise ConfigError naming the key and what is allowed."""
+    _check_known_keys(cfg)
     a, h, n, lg = cfg.algorithm, cfg.hyperparameters, cfg.network, cfg.logger
     _require(a.name in ALGORITHMS, "algorithm.name", " | ".join(ALGORITHMS), a.name)
     _require(a.alpha > 0, "algorithm.alpha", "a temperature > 0", a.alpha)
@@ -171,6 +197,8 @@ def validate(cfg: DictConfig) -> None:
     _require(lg.mode in LOGGER_MODES, "logger.mode", "null (auto) | online | offline | disabled", lg.mode)
     _require(lg.video_every >= 1, "logger.video_every", "an integer >= 1", lg.video_every)
     _require(lg.video_size >= 16, "logger.video_size", "an integer >= 16 (pixels)", lg.video_size)
+    _require(cfg.env.max_episode_steps is None or cfg.env.max_episode_steps >= 1, "env.max_episode_steps",
+             "null (the env's own limit) or an integer >= 1", cfg.env.max_episode_steps)
     _check_env_id(cfg.env.id)
 
 

@@ -22,9 +22,9 @@ def use_headless_rendering() -> None:
             os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
 
-def make_env(env_id: str, render_size: int | None = None) -> gym.Env:
+def make_env(env_id: str, render_size: int | None = None, max_episode_steps: int | None = None) -> gym.Env:
     """The env with actions rescaled to [-1, 1] (the policy's range). Rendering is opt-in."""
-    kwargs = {}
+    kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
     if render_size is not None:
         kwargs["render_mode"] = "rgb_array"
         if _is_mujoco(env_id):
@@ -96,8 +96,8 @@ class EnvPool:
     Keeps what a transition needs (the true final observation at an episode end) and what an
     exact resume needs (RNG, time-limit counter and simulator state of every copy)."""
 
-    def __init__(self, env_id: str, num_envs: int, seed: int):
-        self.envs = [make_env(env_id) for _ in range(num_envs)]
+    def __init__(self, env_id: str, num_envs: int, seed: int, max_episode_steps: int | None = None):
+        self.envs = [make_env(env_id, max_episode_steps=max_episode_steps) for _ in range(num_envs)]
         self.env_id = env_id
         self.obs = np.stack([self._reset(env, seed + i) for i, env in enumerate(self.envs)])
         self.episode_return = np.zeros(num_envs)

@@ -25,7 +25,7 @@ from .tracking import STEP_KEY, Tracker
 log = logging.getLogger(__name__)
 
 # Keys that define the experiment: a resume with any of them changed is refused.
-EXPERIMENT_KEYS = ("env.id", "algorithm", "network", "hyperparameters", "seed", "num_envs", "learning_starts",
+EXPERIMENT_KEYS = ("env.id", "env.max_episode_steps", "algorithm", "network", "hyperparameters", "seed", "num_envs", "learning_starts",
                    "precision")
 STOP_SIGNALS = tuple(s for s in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGUSR1", None)) if s)
 EVAL_SEED_OFFSET = 10_000
@@ -114,8 +114,9 @@ class Trainer:
         np.random.seed(cfg.seed % 2**32)
         torch.manual_seed(cfg.seed)
 
-        self.envs = EnvPool(cfg.env.id, cfg.num_envs, cfg.seed)
-        self.eval_env = make_env(cfg.env.id, render_size=cfg.logger.video_size if cfg.logger.video else None)
+        self.envs = EnvPool(cfg.env.id, cfg.num_envs, cfg.seed, cfg.env.max_episode_steps)
+        self.eval_env = make_env(cfg.env.id, render_size=cfg.logger.video_size if cfg.logger.video else None,
+                                 max_episode_steps=cfg.env.max_episode_steps)
         obs_dim, act_dim = env_dims(self.envs.envs[0])
         h = cfg.hyperparameters
         _check_memory(h.buffer_size, obs_dim, act_dim, self.device)
@@ -186,7 +187,7 @@ class Trainer:
             "envs": self.envs.state_dict(),
             "rng": {
                 "python": random.getstate(),
-                "numpy_global": np.random.get_state(legacy=False),
+                "numpy_global": _numpy_state_to_tensors(np.random.get_state(legacy=False)),
                 "torch": torch.get_rng_state(),
                 "action_rng": self.action_rng.bit_generator.state,
             },
@@ -204,7 +205,7 @@ class Trainer:
         self.envs.load_state_dict(state["envs"])
         rng = state["rng"]
         random.setstate(rng["python"])
-        np.random.set_state(rng["numpy_global"])
+        np.random.set_state(_numpy_state_from_tensors(rng["numpy_global"]))
         torch.set_rng_state(rng["torch"])
         self.action_rng.bit_generator.state = rng["action_rng"]
 
@@ -240,6 +241,7 @@ class Trainer:
                         self.save_checkpoint()
                     if self._stop_signal is not None:
                         path = self.save_checkpoint()
+                        self._pass_signal_on(self._stop_signal)
                         raise TrainingInterrupted(self._stop_signal, self.step, path)
                     bar.update(self.step - bar.n)
                 if self.last_eval is None or self._last_eval_step != self.step:
@@ -383,17 +385,32 @@ class Trainer:
                 raise KeyboardInterrupt  # a second Ctrl-C stops at once
             self._stop_signal = signum
 
-        previous = {}
+        previous = self._previous_handlers = {}
         try:
             for s in STOP_SIGNALS:
                 previous[s] = signal.signal(s, handler)
         except ValueError:  # not the main thread: leave signals alone
-            previous = {}
+            pass
         try:
             yield
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
+
+    def _pass_signal_on(self, signum: int) -> None:
+        """After our checkpoint, let a handler installed before ours act (submitit's requeue on SIGUSR1)."""
+        previous = self._previous_handlers.get(signum)
+        if callable(previous) and previous is not signal.default_int_handler:
+            previous(signum, None)
+
+
+def _numpy_state_to_tensors(state: dict) -> dict:
+    """NumPy's legacy RNG state holds an array; checkpoints hold tensors (weights_only loading)."""
+    return {**state, "state": {**state["state"], "key": torch.from_numpy(state["state"]["key"].astype(np.int64))}}
+
+
+def _numpy_state_from_tensors(state: dict) -> dict:
+    return {**state, "state": {**state["state"], "key": state["state"]["key"].numpy().astype(np.uint32)}}
 
 
 def _check_writable(run_dir: Path) -> None:

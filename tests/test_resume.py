@@ -1,0 +1,225 @@
+"""Checkpoints and resume: exactness after SIGKILL, damaged files, refused configs, faults."""
+import errno
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from sac_runner import checkpoint as ckpt
+from sac_runner.config import ConfigError
+from sac_runner.trainer import NonFiniteError, Trainer, TrainingInterrupted
+from conftest import SAC_RUN
+
+TINY = ["network.hidden_sizes=[32,32]", "hyperparameters.batch_size=32", "eval_episodes=2", "threads=1"]
+
+
+def cheetah(total: int, every: int, episode: int = 100) -> list[str]:
+    """HalfCheetah with short fixed-length episodes: checkpoints at multiples of `every`."""
+    return ["env=HalfCheetah", f"env.max_episode_steps={episode}", f"total_steps={total}", "learning_starts=100",
+            f"eval_every={every * 2}", f"checkpoint_every={every}", "keep_checkpoints=50", "logger=none", *TINY]
+
+
+def eval_rows(run_dir: Path) -> list[tuple]:
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(r["global_step"], r["eval/return_mean"], r["eval/return_std"]) for r in rows if "eval/return_mean" in r]
+
+
+def episode_rows(run_dir: Path) -> list[tuple]:
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(r["global_step"], r["train/episode_return"]) for r in rows if "train/episode_return" in r]
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    ma, mb = torch.load(a / "model.pt", weights_only=True), torch.load(b / "model.pt", weights_only=True)
+    return all(torch.equal(ma[k][n], mb[k][n]) for k in ("actor", "critic") for n in ma[k]) and torch.equal(
+        ma["log_alpha"], mb["log_alpha"])
+
+
+def sac_run(run_dir: Path, overrides: list[str], **kw) -> subprocess.Popen:
+    return subprocess.Popen([SAC_RUN, *overrides, f"hydra.run.dir={run_dir}", "progress=false"],
+                            cwd=run_dir.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def wait_for(predicate, timeout: float = 120.0) -> None:
+    end = time.time() + timeout
+    while not predicate():
+        if time.time() > end:
+            raise TimeoutError
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("every,where", [(150, "mid-episode"), (200, "episode boundary")])
+def test_sigkill_and_resume_is_bit_exact(tmp_path, every, where):
+    overrides = cheetah(total=1000, every=every)
+    reference = tmp_path / "reference"
+    assert sac_run(reference, overrides).wait(timeout=300) == 0
+
+    killed = tmp_path / "killed"
+    proc = sac_run(killed, overrides)
+    first = killed / "checkpoints" / f"step_{every:09d}.json"
+    wait_for(lambda: first.exists() or proc.poll() is not None)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    steps = [s for s, _ in ckpt.list_checkpoints(killed / "checkpoints")]
+    assert steps and steps[-1] < 1000, "the kill must land before the end of training"
+    state = ckpt.load_file(killed / "checkpoints" / f"step_{steps[-1]:09d}.pt")
+    in_episode = int(state["envs"]["episode_length"].sum())
+    assert (in_episode > 0) == (where == "mid-episode")
+
+    resumed = sac_run(killed, overrides)
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out
+    assert f"Resumed from {killed / 'checkpoints'}" in out
+    assert eval_rows(killed) == eval_rows(reference)  # same returns, no duplicated rows
+    assert episode_rows(killed) == episode_rows(reference)
+    assert same_weights(killed, reference)
+
+
+def test_checkpoint_holds_the_full_training_state_and_loads_as_data_only(cfg_factory, tmp_path):
+    Trainer(cfg_factory(*cheetah(total=300, every=150))).train()
+    path = tmp_path / "run" / "checkpoints" / "step_000000300.pt"
+    state = torch.load(path, weights_only=True)  # no pickled code objects inside
+    assert set(state["agent"]) >= {"actor", "critic", "critic_target", "log_alpha", "actor_optim", "critic_optim",
+                                   "alpha_optim", "generator"}
+    assert state["replay"]["size"] == 300 and state["replay"]["storage"].shape[0] == 300
+    assert state["trainer"]["step"] == 300 and state["config"]["env"]["id"] == "HalfCheetah-v5"
+    assert set(state["rng"]) == {"python", "numpy_global", "torch", "action_rng"}
+    assert state["envs"]["envs"][0]["physics"] is not None
+    assert "wandb_run_id" in state
+
+
+def test_only_the_last_k_checkpoints_are_kept(cfg_factory, tmp_path):
+    Trainer(cfg_factory(*cheetah(total=600, every=100), "keep_checkpoints=2")).train()
+    steps = [s for s, _ in ckpt.list_checkpoints(tmp_path / "run" / "checkpoints")]
+    assert steps == [500, 600]
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [
+        "step_000000500.json", "step_000000500.pt", "step_000000600.json", "step_000000600.pt"]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "no_manifest"])
+def test_damaged_newest_checkpoint_falls_back_to_the_previous(cfg_factory, tmp_path, caplog, damage):
+    Trainer(cfg_factory(*cheetah(total=400, every=200))).train()
+    directory = tmp_path / "run" / "checkpoints"
+    newest = directory / "step_000000400.pt"
+    data = newest.read_bytes()
+    if damage == "truncate":
+        newest.write_bytes(data[: len(data) // 2])
+    elif damage == "flip":
+        newest.write_bytes(data[:1000] + bytes([data[1000] ^ 0xFF]) + data[1001:])
+    else:
+        newest.with_suffix(".json").unlink()
+    path, state = ckpt.load_latest(directory)
+    assert path.name == "step_000000200.pt" and state["trainer"]["step"] == 200
+    assert "step_000000400.pt is not valid" in caplog.text and "trying the previous one" in caplog.text
+    # and a resumed run continues from there
+    trainer = Trainer(cfg_factory(*cheetah(total=400, every=200)))
+    assert trainer.step == 200
+
+
+def test_a_checkpoint_with_code_inside_is_refused(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    path = tmp_path / "step_000000001.pt"
+    torch.save({"format": ckpt.FORMAT_VERSION, "evil": Payload()}, path)
+    with pytest.raises(ckpt.CheckpointError, match="could not be read"):
+        ckpt.load_file(path, check=False)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_resume_refuses_a_different_env_or_network(cfg_factory, tmp_path):
+    Trainer(cfg_factory(*cheetah(total=200, every=200))).train()
+    with pytest.raises(ConfigError, match=r"env.id \('HalfCheetah-v5' in the checkpoint, 'Hopper-v5' now\)"):
+        Trainer(cfg_factory(*cheetah(total=400, every=200), "env=Hopper", "env.max_episode_steps=100"))
+    with pytest.raises(ConfigError, match=r"network.hidden_sizes \(\[32, 32\] in the checkpoint, \[64, 64\] now\)"):
+        Trainer(cfg_factory(*cheetah(total=400, every=200), "network.hidden_sizes=[64,64]"))
+
+
+def test_resume_may_raise_total_steps_to_extend_a_run(cfg_factory, tmp_path):
+    Trainer(cfg_factory(*cheetah(total=200, every=200))).train()
+    summary = Trainer(cfg_factory(*cheetah(total=400, every=200))).train()
+    assert summary["global_step"] == 400
+    assert [s for s, *_ in eval_rows(tmp_path / "run")] == [200, 400]
+
+
+def test_resume_from_a_named_run_dir_writes_into_that_run(cfg_factory, tmp_path):
+    original = tmp_path / "original"
+    Trainer(cfg_factory(*cheetah(total=200, every=200), run_dir=original)).train()
+    trainer = Trainer(cfg_factory(*cheetah(total=400, every=200), f"resume={original}", run_dir=tmp_path / "new"))
+    assert trainer.step == 200 and trainer.run_dir == original
+    trainer.train()
+    assert [s for s, *_ in eval_rows(original)] == [200, 400]
+
+
+def test_non_finite_values_stop_the_run_and_keep_the_last_good_checkpoint(cfg_factory, tmp_path):
+    trainer = Trainer(cfg_factory(*cheetah(total=1000, every=100), "log_every=50"))
+    update = trainer.agent.update
+
+    def poisoned(batch):
+        if trainer.step >= 230:
+            with torch.no_grad():
+                trainer.agent.critic.weights[0].fill_(float("nan"))
+        return update(batch)
+
+    trainer.agent.update = poisoned
+    with pytest.raises(NonFiniteError) as e:
+        trainer.train()
+    assert "loss/critic became nan between steps 200 and 250" in str(e.value)
+    steps = [s for s, _ in ckpt.list_checkpoints(tmp_path / "run" / "checkpoints")]
+    assert steps[-1] == 200
+    _, state = ckpt.load_latest(tmp_path / "run" / "checkpoints")
+    assert all(torch.isfinite(w).all() for w in state["agent"]["critic"].values())
+
+
+def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one(cfg_factory, tmp_path, monkeypatch):
+    trainer = Trainer(cfg_factory(*cheetah(total=400, every=200)))
+    real_save = torch.save
+
+    def save_until_full(obj, f, *args, **kwargs):
+        if obj.get("trainer", {}).get("step") == 400:
+            f.write(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt.torch, "save", save_until_full)
+    with pytest.raises(ckpt.CheckpointError, match="No space left on device; the previous checkpoint .*step_000000200.pt is intact"):
+        trainer.train()
+    files = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert files == ["step_000000200.json", "step_000000200.pt"]
+    assert ckpt.verify(tmp_path / "run" / "checkpoints" / "step_000000200.pt") is None
+
+
+def test_an_unwritable_output_dir_is_a_clear_error(cfg_factory, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match=r"output dir .*a_file/run is not writable"):
+        Trainer(cfg_factory(*cheetah(total=200, every=200), run_dir=blocker / "run"))
+
+
+def test_a_replay_buffer_larger_than_memory_is_refused_at_start(cfg_factory):
+    with pytest.raises(ConfigError, match=r"buffer_size=10000000000 needs \d+\.\d GiB .* but only \d+\.\d GiB is available"):
+        Trainer(cfg_factory(*cheetah(total=200, every=200), "hyperparameters.buffer_size=10000000000"))
+
+
+def test_sigterm_checkpoints_then_stops(cfg_factory, tmp_path):
+    trainer = Trainer(cfg_factory(*cheetah(total=5000, every=5000)))
+    update = trainer.agent.update
+
+    def update_then_signal(batch):
+        if trainer.step == 333:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return update(batch)
+
+    trainer.agent.update = update_then_signal
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(TrainingInterrupted, match="stopped by SIGTERM at step 333"):
+        trainer.train()
+    assert [s for s, _ in ckpt.list_checkpoints(tmp_path / "run" / "checkpoints")] == [333]
+    assert signal.getsignal(signal.SIGTERM) is before  # our handler is gone after training

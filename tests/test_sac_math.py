@@ -1,0 +1,116 @@
+"""The algorithm's pieces against hand-checked numbers and torch.distributions."""
+import math
+
+import pytest
+import torch
+from torch.distributions import Normal, TransformedDistribution
+from torch.distributions.transforms import TanhTransform
+
+from sac_runner.networks import Actor, CriticEnsemble, tanh_log_det_jacobian
+from sac_runner.sac import SAC, SACConfig, Batch, alpha_loss, critic_loss, polyak_update, soft_q_target
+
+
+def test_tanh_gaussian_log_prob_matches_torch_distributions():
+    torch.manual_seed(0)
+    actor = Actor(obs_dim=5, act_dim=3, hidden_sizes=[16, 16])
+    obs = torch.randn(64, 5)
+    gen = torch.Generator().manual_seed(1)
+    action, log_prob = actor.sample(obs, gen)
+    mean, log_std = actor(obs)
+    reference = TransformedDistribution(Normal(mean, log_std.exp()), [TanhTransform(cache_size=1)])
+    # Recover the pre-squash sample the same way (same generator state), so no atanh round-off enters.
+    eps = torch.randn(mean.shape, generator=torch.Generator().manual_seed(1))
+    u = mean + log_std.exp() * eps
+    assert torch.allclose(torch.tanh(u), action)
+    expected = (Normal(mean, log_std.exp()).log_prob(u) - torch.log1p(-torch.tanh(u) ** 2)).sum(-1)
+    assert torch.allclose(log_prob, expected, atol=1e-4)
+    # torch's own transformed distribution, evaluated at moderate actions where atanh is well conditioned
+    moderate = action.abs().max(-1).values < 0.99
+    assert moderate.sum() > 10
+    assert torch.allclose(log_prob[moderate], reference.log_prob(action).sum(-1)[moderate], atol=1e-3)
+
+
+def test_tanh_log_det_jacobian_is_stable_and_exact():
+    u = torch.tensor([0.0, 0.5, -2.0, 20.0])
+    naive = torch.log(1 - torch.tanh(u[:3]) ** 2)
+    assert torch.allclose(tanh_log_det_jacobian(u[:3]), naive, atol=1e-6)
+    # At u = 20 the naive form is log(0) = -inf; the stable form gives 2 (log 2 - 20 - softplus(-40)).
+    assert math.isclose(tanh_log_det_jacobian(u[3:]).item(), 2 * (math.log(2) - 20), rel_tol=1e-6)
+    assert tanh_log_det_jacobian(torch.tensor([0.0])).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_soft_q_target_hand_computed():
+    reward = torch.tensor([1.0, 1.0])
+    next_q = torch.tensor([10.0, 10.0])
+    next_log_prob = torch.tensor([-2.0, -2.0])
+    alpha = torch.tensor(0.5)
+    terminated = torch.tensor([0.0, 1.0])
+    y = soft_q_target(reward, terminated, next_q, next_log_prob, alpha, gamma=0.9)
+    # not terminal: 1 + 0.9 * (10 - 0.5 * -2) = 1 + 0.9 * 11 = 10.9; terminal: reward only
+    assert y.tolist() == pytest.approx([10.9, 1.0])
+
+
+def test_critic_loss_is_half_mse_summed_over_critics():
+    q = torch.tensor([[1.0, 3.0], [2.0, 2.0]])  # two critics, batch of two
+    target = torch.tensor([2.0, 2.0])
+    # critic 1: 0.5 * mean(1, 1) = 0.5; critic 2: 0
+    assert critic_loss(q, target).item() == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("entropy, expected_direction", [(-3.0, +1), (1.0, -1)])
+def test_alpha_moves_toward_entropy_target(entropy, expected_direction):
+    """Entropy below the target raises alpha; above the target lowers it."""
+    target_entropy = -1.0
+    log_alpha = torch.tensor(0.0, requires_grad=True)
+    log_prob = torch.full((32,), -entropy)  # entropy = -E[log pi]
+    alpha_loss(log_alpha, log_prob, target_entropy).backward()
+    # gradient = -(log_prob + target) = entropy - target; a descent step moves log_alpha by -grad
+    assert log_alpha.grad.item() == pytest.approx(entropy - target_entropy)
+    optim = torch.optim.SGD([log_alpha], lr=0.1)
+    optim.step()
+    assert math.copysign(1, log_alpha.item()) == expected_direction
+
+
+def test_polyak_update_hand_computed():
+    target = [torch.tensor([0.0, 10.0]), torch.tensor([4.0])]
+    online = [torch.tensor([1.0, 0.0]), torch.tensor([8.0])]
+    polyak_update(target, online, tau=0.25)
+    assert target[0].tolist() == pytest.approx([0.25, 7.5])
+    assert target[1].tolist() == pytest.approx([5.0])
+    assert online[0].tolist() == [1.0, 0.0]
+
+
+def test_critic_ensemble_members_are_independent_networks():
+    torch.manual_seed(0)
+    critic = CriticEnsemble(obs_dim=3, act_dim=2, hidden_sizes=[8, 8])
+    obs, act = torch.randn(5, 3), torch.randn(5, 2)
+    q = critic(obs, act)
+    assert q.shape == (2, 5)
+    # Member 0 by hand, layer by layer.
+    x = torch.cat([obs, act], -1)
+    for i, (w, b) in enumerate(zip(critic.weights, critic.biases)):
+        x = x @ w[0] + b[0]
+        if i < len(critic.weights) - 1:
+            x = torch.relu(x)
+    assert torch.allclose(q[0], x.squeeze(-1), atol=1e-6)
+    assert not torch.allclose(q[0], q[1])
+
+
+def test_critic_gradients_come_from_the_critic_loss_only():
+    """After an update, the critics' gradients are exactly those of J_Q: the policy step adds nothing."""
+    torch.manual_seed(0)
+    agent = SAC(4, 2, SACConfig(hidden_sizes=(16, 16), target_entropy=-2.0, gamma=0.9))
+    batch = Batch(torch.randn(32, 4), torch.rand(32, 2) * 2 - 1, torch.randn(32), torch.randn(32, 4),
+                  (torch.rand(32) < 0.2).float())
+    generator = torch.Generator().manual_seed(0)
+    generator.set_state(agent.generator.get_state())
+    with torch.no_grad():
+        next_action, next_log_prob = agent.actor.sample(batch.next_obs, generator)
+        next_q = agent.critic_target(batch.next_obs, next_action).min(0).values
+        y = soft_q_target(batch.reward, batch.terminated, next_q, next_log_prob, agent.alpha, 0.9)
+    loss = critic_loss(agent.critic(batch.obs, batch.action), y)
+    expected = torch.autograd.grad(loss, agent.critic.param_list())
+    metrics = agent.update(batch)
+    assert metrics["loss/critic"].item() == pytest.approx(loss.item(), rel=1e-6)
+    for p, g in zip(agent.critic.param_list(), expected):
+        assert torch.allclose(p.grad, g, atol=1e-7)
