@@ -139,6 +139,7 @@ class Trainer:
         self._reset_interval_stats()
         self._stop_signal: int | None = None
         self._last_eval_step: int | None = None
+        self._last_checkpoint_step: int | None = None
         self._last_sps: float | None = None
 
         self.config = to_container(cfg)
@@ -215,6 +216,7 @@ class Trainer:
             raise NonFiniteError(f"non-finite values in {', '.join(bad)} at step {self.step}; "
                                  "not checkpointing, the last good checkpoint is kept")
         path = ckpt.save(self.ckpt_dir, self.step, self.state_dict(), keep=self.cfg.keep_checkpoints)
+        self._last_checkpoint_step = self.step
         self.tracker.log_checkpoint(path, self.step)
         return path
 
@@ -222,31 +224,44 @@ class Trainer:
 
     def train(self) -> dict:
         cfg = self.cfg
+        total, learning_starts = cfg.total_steps, cfg.learning_starts
+        gradient_steps, batch_size = cfg.hyperparameters.gradient_steps, cfg.hyperparameters.batch_size
+        log_every, eval_every, checkpoint_every = cfg.log_every, cfg.eval_every, cfg.checkpoint_every
         exit_code = 1
         try:
+            if self.step >= total and self.last_eval is not None:
+                log.info("This run is already complete at step %d (total_steps=%d); raise total_steps to extend it",
+                         self.step, total)
+                summary = self._finish(ckpt.list_checkpoints(self.ckpt_dir)[-1][1])
+                exit_code = 0
+                return summary
             with self._signals_caught(), _progress(cfg, self.step) as bar:
                 self._bar = bar
                 self._tick = (time.perf_counter(), self.step, self.agent.num_updates)
                 self._prev_step = self.step
-                while self.step < cfg.total_steps:
+                path = None
+                while self.step < total:
                     self._env_step()
-                    if self.step >= cfg.learning_starts:
-                        for _ in range(cfg.hyperparameters.gradient_steps):
-                            self._accumulate(self.agent.update(self.replay.sample(cfg.hyperparameters.batch_size)))
-                    if self._crossed(cfg.log_every):
+                    if self.step >= learning_starts:
+                        for _ in range(gradient_steps):
+                            self._accumulate(self.agent.update(self.replay.sample(batch_size)))
+                    if self._crossed(log_every):
                         self._log_training()
-                    if cfg.eval_every and self._crossed(cfg.eval_every):
-                        self.evaluate()
-                    if cfg.checkpoint_every and self._crossed(cfg.checkpoint_every):
-                        self.save_checkpoint()
+                    if eval_every and self._crossed(eval_every):
+                        with self._paused():
+                            self.evaluate()
+                    if checkpoint_every and self._crossed(checkpoint_every):
+                        with self._paused():
+                            path = self.save_checkpoint()
                     if self._stop_signal is not None:
                         path = self.save_checkpoint()
                         self._pass_signal_on(self._stop_signal)
                         raise TrainingInterrupted(self._stop_signal, self.step, path)
                     bar.update(self.step - bar.n)
-                if self.last_eval is None or self._last_eval_step != self.step:
+                if self._last_eval_step != self.step:
                     self.evaluate()
-                path = self.save_checkpoint()
+                if path is None or self._last_checkpoint_step != self.step:
+                    path = self.save_checkpoint()
             summary = self._finish(path)
             exit_code = 0
             return summary
@@ -254,6 +269,16 @@ class Trainer:
             self.tracker.close(exit_code)
             self.envs.close()
             self.eval_env.close()
+
+    @contextmanager
+    def _paused(self):
+        """Evaluation and checkpoint time is left out of the steps/s figures."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            t0, step0, updates0 = self._tick
+            self._tick = (t0 + time.perf_counter() - start, step0, updates0)
 
     def _crossed(self, every: int) -> bool:
         return self.step // every > self._prev_step // every

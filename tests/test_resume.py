@@ -223,3 +223,12 @@ def test_sigterm_checkpoints_then_stops(cfg_factory, tmp_path):
         trainer.train()
     assert [s for s, _ in ckpt.list_checkpoints(tmp_path / "run" / "checkpoints")] == [333]
     assert signal.getsignal(signal.SIGTERM) is before  # our handler is gone after training
+
+
+def test_rerunning_a_finished_run_adds_nothing(cfg_factory, tmp_path, caplog):
+    first = Trainer(cfg_factory(*cheetah(total=200, every=200))).train()
+    before = (tmp_path / "run" / "metrics.jsonl").read_text()
+    again = Trainer(cfg_factory(*cheetah(total=200, every=200))).train()
+    assert "already complete at step 200" in caplog.text
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == before
+    assert again["eval/final_return"] == first["eval/final_return"]
