@@ -226,6 +226,7 @@ def test_sigterm_checkpoints_then_stops(cfg_factory, tmp_path):
 
 
 def test_rerunning_a_finished_run_adds_nothing(cfg_factory, tmp_path, caplog):
+    caplog.set_level("INFO")
     first = Trainer(cfg_factory(*cheetah(total=200, every=200))).train()
     before = (tmp_path / "run" / "metrics.jsonl").read_text()
     again = Trainer(cfg_factory(*cheetah(total=200, every=200))).train()
