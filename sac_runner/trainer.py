@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 # Keys that define the experiment: a resume with any of them changed is refused.
 EXPERIMENT_KEYS = ("env.id", "env.max_episode_steps", "algorithm", "network", "hyperparameters", "seed", "num_envs", "learning_starts",
                    "precision")
-STOP_SIGNALS = tuple(s for s in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGUSR1", None)) if s)
+# SIGUSR1: Slurm's warning before preemption; SIGUSR2: submitit's (its handler then requeues the job).
+STOP_SIGNALS = tuple(s for s in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGUSR1", None),
+                                 getattr(signal, "SIGUSR2", None)) if s)
 EVAL_SEED_OFFSET = 10_000
 
 
@@ -139,7 +141,6 @@ class Trainer:
         self._reset_interval_stats()
         self._stop_signal: int | None = None
         self._last_eval_step: int | None = None
-        self._last_checkpoint_step: int | None = None
         self._last_sps: float | None = None
 
         self.config = to_container(cfg)
@@ -216,7 +217,6 @@ class Trainer:
             raise NonFiniteError(f"non-finite values in {', '.join(bad)} at step {self.step}; "
                                  "not checkpointing, the last good checkpoint is kept")
         path = ckpt.save(self.ckpt_dir, self.step, self.state_dict(), keep=self.cfg.keep_checkpoints)
-        self._last_checkpoint_step = self.step
         self.tracker.log_checkpoint(path, self.step)
         return path
 
@@ -239,7 +239,6 @@ class Trainer:
                 self._bar = bar
                 self._tick = (time.perf_counter(), self.step, self.agent.num_updates)
                 self._prev_step = self.step
-                path = None
                 while self.step < total:
                     self._env_step()
                     if self.step >= learning_starts:
@@ -250,9 +249,9 @@ class Trainer:
                     if eval_every and self._crossed(eval_every):
                         with self._paused():
                             self.evaluate()
-                    if checkpoint_every and self._crossed(checkpoint_every):
+                    if checkpoint_every and self._crossed(checkpoint_every) and self.step < total:
                         with self._paused():
-                            path = self.save_checkpoint()
+                            self.save_checkpoint()
                     if self._stop_signal is not None:
                         path = self.save_checkpoint()
                         self._pass_signal_on(self._stop_signal)
@@ -260,8 +259,7 @@ class Trainer:
                     bar.update(self.step - bar.n)
                 if self._last_eval_step != self.step:
                     self.evaluate()
-                if path is None or self._last_checkpoint_step != self.step:
-                    path = self.save_checkpoint()
+                path = self.save_checkpoint()  # the last one, holding the final eval
             summary = self._finish(path)
             exit_code = 0
             return summary
