@@ -10,6 +10,7 @@ import netrc
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
 
@@ -56,23 +57,47 @@ def _jsonable(v: Any) -> Any:
 
 
 def has_wandb_credentials() -> bool:
-    if os.environ.get("WANDB_API_KEY"):
+    """An API key (or identity token) in the environment, or a `wandb login` entry in the netrc file."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
         return True
-    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].split("/")[0]
-    try:
-        return netrc.netrc().authenticators(host) is not None
-    except (FileNotFoundError, netrc.NetrcParseError, OSError):
-        return False
+    host = urlsplit(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").netloc
+    if os.environ.get("NETRC"):
+        paths = [Path(os.environ["NETRC"]).expanduser()]
+    else:
+        paths = [Path("~/.netrc").expanduser(), Path("~/_netrc").expanduser()]
+    for path in paths:
+        try:
+            entry = netrc.netrc(str(path)).authenticators(host)
+        except (netrc.NetrcParseError, OSError):
+            continue
+        if entry and entry[2]:
+            return True
+    return False
+
+
+def _mode_and_reason(mode: str | None) -> tuple[str, str]:
+    if mode:
+        return mode, f"logger.mode={mode}"
+    env_mode = os.environ.get("WANDB_MODE")
+    if env_mode:
+        env_mode = {"dryrun": "offline", "run": "online"}.get(env_mode, env_mode)
+        return env_mode, f"WANDB_MODE={env_mode}"
+    if os.environ.get("WANDB_DISABLED", "").lower() in ("1", "true", "yes"):
+        return "disabled", "WANDB_DISABLED is set"
+    if has_wandb_credentials():
+        return "online", "W&B credentials found"
+    return "offline", "no W&B credentials found (WANDB_API_KEY or `wandb login`)"
 
 
 def resolve_wandb_mode(mode: str | None) -> str:
     """Explicit logger.mode wins, then WANDB_MODE, then online with credentials, else offline."""
-    if mode:
-        return mode
-    env_mode = os.environ.get("WANDB_MODE")
-    if env_mode:
-        return {"dryrun": "offline", "run": "online"}.get(env_mode, env_mode)
-    return "online" if has_wandb_credentials() else "offline"
+    return _mode_and_reason(mode)[0]
+
+
+def _redact(text: str) -> str:
+    """Never let the API key reach a log line."""
+    key = os.environ.get("WANDB_API_KEY")
+    return text.replace(key, "***") if key else text
 
 
 class Tracker:
@@ -85,80 +110,106 @@ class Tracker:
         self.cfg = logger_cfg
         self.run = None
         self.run_id = run_id
+        self.mode = "disabled"
+        self._checkpoint_steps: set[int] = set()
         if logger_cfg["backend"] == "wandb":
-            mode = resolve_wandb_mode(logger_cfg.get("mode"))
+            mode, reason = _mode_and_reason(logger_cfg.get("mode"))
             if mode != "disabled":
-                self._guard("start", lambda: self._init_wandb(mode, config, name, group, tags, run_id, resume_step))
+                self.mode = mode
+                self._guard("start", lambda: self._init_wandb(mode, reason, config, name, group, tags, run_id))
 
-    def _init_wandb(self, mode, config, name, group, tags, run_id, resume_step) -> None:
+    def _init_wandb(self, mode, reason, config, name, group, tags, run_id) -> None:
         import wandb
 
-        if run_id is None:
-            run_id = wandb.util.generate_id()
         self.run = wandb.init(
             project=self.cfg["project"], entity=self.cfg.get("entity"), group=group, name=name,
-            tags=tags, job_type=self.cfg.get("job_type"), config=config, dir=str(self.run_dir),
-            mode=mode, id=run_id, resume="allow", reinit="create_new",
+            tags=list(tags), job_type=self.cfg.get("job_type"), config=_plain(config), dir=str(self.run_dir),
+            mode=mode, id=run_id, resume="allow" if run_id else None,
+            # Each Tracker is its own run, also when Hydra runs several jobs in one process.
+            reinit="create_new",
             settings=wandb.Settings(console="off", quiet=True, silent=True),
         )
         self.run_id = self.run.id
+        # Env steps are the x-axis of every metric.
         self.run.define_metric(STEP_KEY, hidden=True)
         for prefix in METRIC_PREFIXES:
             self.run.define_metric(f"{prefix}*" if prefix.endswith("/") else prefix, step_metric=STEP_KEY)
         if mode == "offline":
             sync_dir = Path(self.run.dir).parent
-            log.info("W&B offline (no credentials found): run stored in %s; upload it with: wandb sync %s",
-                     sync_dir, sync_dir)
+            log.info("W&B offline (%s): run stored in %s; upload it with: wandb sync %s", reason, sync_dir, sync_dir)
         else:
-            log.info("W&B run: %s", self.run.url or self.run.id)
+            log.info("W&B run (%s): %s", reason, self.run.url or self.run.id)
 
     def _guard(self, what: str, fn) -> Any:
         """Run a W&B call; on its first failure report once, stop using W&B, keep training."""
         try:
             return fn()
         except Exception as e:  # any W&B problem must not stop training
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
             log.warning("W&B %s failed (%s: %s); continuing with local logs in %s only",
-                        what, type(e).__name__, str(e).splitlines()[0] if str(e) else "", self.metrics.path)
-            self._close_wandb(exit_code=1)
-            self.run = None
+                        what, type(e).__name__, _redact(first), self.metrics.path)
+            self._close_wandb(exit_code=1, quiet=True)
         return None
 
     def log(self, row: dict) -> None:
         self.metrics.write(row)
         if self.run is not None:
-            self._guard("log", lambda: self.run.log(row))
+            self._guard("log", lambda: self.run.log(dict(row)))
 
     def log_video(self, path: Path, step: int) -> None:
         if self.run is not None:
             import wandb
 
             self._guard("video upload", lambda: self.run.log(
-                {"eval/video": wandb.Video(str(path), format="mp4"), STEP_KEY: step}))
+                {"eval/video": wandb.Video(str(path), caption=f"{STEP_KEY} {step}"), STEP_KEY: step}))
 
     def log_checkpoint(self, path: Path, step: int) -> None:
-        if self.run is not None and self.cfg.get("log_checkpoints"):
+        if self.run is not None and self.cfg.get("log_checkpoints") and step not in self._checkpoint_steps:
             import wandb
+
+            self._checkpoint_steps.add(step)  # the final save may repeat the last periodic one
 
             def upload():
                 artifact = wandb.Artifact(f"model-{self.run.id}", type="model", metadata={STEP_KEY: step})
-                artifact.add_file(str(path))
-                artifact.add_file(str(path.with_suffix(".json")))
+                # Copied into W&B's staging area: checkpoint rotation may delete the file before an offline sync.
+                artifact.add_file(str(path), policy="mutable")
+                manifest = path.with_suffix(".json")
+                if manifest.exists():
+                    artifact.add_file(str(manifest), policy="mutable")
                 self.run.log_artifact(artifact, aliases=["latest", f"step-{step}"])
 
             self._guard("checkpoint upload", upload)
 
     def summary(self, values: dict) -> None:
         if self.run is not None:
-            self._guard("summary", lambda: self.run.summary.update(values))
+            self._guard("summary", lambda: self.run.summary.update(dict(values)))
 
-    def _close_wandb(self, exit_code: int) -> None:
+    def _close_wandb(self, exit_code: int, quiet: bool = False) -> None:
         run, self.run = self.run, None
         if run is not None:
             try:
                 run.finish(exit_code=exit_code)
             except Exception as e:  # finishing must not mask the run's own outcome
-                log.warning("W&B finish failed: %s", e)
+                (log.debug if quiet else log.warning)("W&B finish failed: %s", _redact(str(e)))
 
     def close(self, exit_code: int = 0) -> None:
-        self._close_wandb(exit_code)
-        self.metrics.close()
+        try:
+            self._close_wandb(exit_code)
+        finally:
+            self.metrics.close()
+
+
+def _plain(value: Any) -> Any:
+    """Plain nested dicts/lists for W&B's config (OmegaConf containers and tuples converted)."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(value, (DictConfig, ListConfig)):
+            value = OmegaConf.to_container(value, resolve=True)
+    except ImportError:
+        pass
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

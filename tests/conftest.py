@@ -42,5 +42,12 @@ def _wandb_offline(monkeypatch, tmp_path):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / ".wandb_cache"))
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / ".wandb_config"))
+    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / ".wandb_data"))
     # Offline unless a test says otherwise: a developer's `wandb login` must not send test runs online.
     monkeypatch.setenv("WANDB_MODE", "offline")
+    # wandb reads its environment once per process; start each test from a fresh reading.
+    if "wandb" in sys.modules:
+        sys.modules["wandb"].teardown()
+    yield
+    if "wandb" in sys.modules:
+        sys.modules["wandb"].teardown()
