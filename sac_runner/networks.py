@@ -8,7 +8,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "elu": F.elu, "gelu": F.gelu, "silu": F.silu}
+# relu in place: safe for autograd here (a matmul's backward does not need its output) and saves a copy.
+ACTIVATIONS = {"relu": torch.relu_, "tanh": torch.tanh, "elu": F.elu, "gelu": F.gelu, "silu": F.silu}
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 LOG_2 = math.log(2.0)
 
@@ -48,6 +49,12 @@ class Actor(nn.Module):
 
     def deterministic(self, obs: Tensor) -> Tensor:
         return torch.tanh(self(obs)[0])
+
+    def explore(self, obs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """A sampled action, without the log-probability (acting needs none)."""
+        mean, log_std = self(obs)
+        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return torch.tanh(mean + log_std.exp() * eps)
 
 
 class CriticEnsemble(nn.Module):

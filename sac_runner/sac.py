@@ -100,10 +100,10 @@ class SAC:
 
     @torch.no_grad()
     def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
-        with self._autocast():
-            if deterministic:
-                return self.actor.deterministic(obs)
-            return self.actor.sample(obs, self.generator)[0]
+        """Acting stays float32 in every precision mode: one observation gains nothing from bf16."""
+        if deterministic:
+            return self.actor.deterministic(obs)
+        return self.actor.explore(obs, self.generator)
 
     # ---- learning ----
 

@@ -15,7 +15,7 @@ def eval_returns(run_dir):
 
 def test_pendulum_reaches_minus_250_within_15k_steps(cfg_factory, tmp_path):
     cfg = cfg_factory("env=Pendulum", "logger=none", "seed=0", "total_steps=15000", "eval_every=2500",
-                      "checkpoint_every=0")
+                      "checkpoint_every=0", "threads=1")
     summary = Trainer(cfg).train()
     returns = eval_returns(tmp_path / "run")
     assert returns[-1][0] == 15000
@@ -25,7 +25,7 @@ def test_pendulum_reaches_minus_250_within_15k_steps(cfg_factory, tmp_path):
 
 def test_inverted_pendulum_reaches_950_within_20k_steps(cfg_factory, tmp_path):
     cfg = cfg_factory("env=InvertedPendulum", "logger=none", "seed=0", "total_steps=20000", "eval_every=2500",
-                      "checkpoint_every=0")
+                      "checkpoint_every=0", "threads=1")
     summary = Trainer(cfg).train()
     returns = eval_returns(tmp_path / "run")
     assert returns[-1][0] == 20000

@@ -1,0 +1,229 @@
+"""SAC.update (batched critic ensemble, detached-critic actor step, fused Adam, foreach Polyak) against a
+plain reference update written one network at a time: same losses, gradients and parameters."""
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.distributions import Normal
+
+from sac_runner.sac import SAC, Batch, SACConfig
+
+OBS_DIM, ACT_DIM, HIDDEN, BATCH = 11, 3, (32, 32), 64
+ATOL = 1e-5
+RTOL = 1e-4
+
+
+class PlainActor(nn.Module):
+    """The policy as an nn.Linear stack, weights copied from the agent's actor."""
+
+    def __init__(self, agent: SAC):
+        super().__init__()
+        layers = []
+        for src in agent.actor.hidden:
+            layers += [_copy_linear(src.weight, src.bias), nn.ReLU()]
+        layers.append(_copy_linear(agent.actor.head.weight, agent.actor.head.bias))
+        self.net = nn.Sequential(*layers)
+        self.log_std_min, self.log_std_max = agent.cfg.log_std_min, agent.cfg.log_std_max
+
+    def sample(self, obs, eps):
+        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        std = log_std.clamp(self.log_std_min, self.log_std_max).exp()
+        u = mean + std * eps
+        # change of variables for a = tanh(u): log pi(a) = log N(u) - sum log(1 - tanh(u)^2)
+        log_det = 2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u))
+        log_prob = (Normal(mean, std).log_prob(u) - log_det).sum(-1)
+        return torch.tanh(u), log_prob
+
+
+def _copy_linear(weight, bias):
+    layer = nn.Linear(weight.shape[1], weight.shape[0])
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+        layer.bias.copy_(bias)
+    return layer
+
+
+def plain_critics(ensemble) -> list[nn.Sequential]:
+    """One nn.Linear stack per ensemble member. The ensemble stores w as [num_q, in, out], b as [num_q, 1, out]."""
+    critics = []
+    for i in range(ensemble.num_q):
+        layers = []
+        for w, b in zip(ensemble.weights, ensemble.biases):
+            layers += [_copy_linear(w[i].detach().T, b[i, 0].detach()), nn.ReLU()]
+        critics.append(nn.Sequential(*layers[:-1]))
+    return critics
+
+
+def q_value(critic, obs, action):
+    return critic(torch.cat([obs, action], dim=-1)).squeeze(-1)
+
+
+class Reference:
+    """The textbook update: separate networks, separate backward passes, plain per-network Adam."""
+
+    def __init__(self, agent: SAC):
+        cfg = agent.cfg
+        self.cfg = cfg
+        self.actor = PlainActor(agent)
+        self.critics = plain_critics(agent.critic)
+        self.targets = plain_critics(agent.critic_target)
+        for t in self.targets:
+            t.requires_grad_(False)
+        self.log_alpha = agent.log_alpha.detach().clone().requires_grad_(cfg.learn_alpha)
+        self.target_entropy = agent.target_entropy
+        self.generator = torch.Generator().manual_seed(0)
+        self.generator.set_state(agent.generator.get_state())
+
+        def adam(params):
+            return torch.optim.Adam(params, lr=cfg.lr, foreach=False, fused=False)
+
+        self.critic_optims = [adam(c.parameters()) for c in self.critics]
+        self.actor_optim = adam(self.actor.parameters())
+        self.alpha_optim = adam([self.log_alpha]) if cfg.learn_alpha else None
+        self.num_updates = 0
+
+    def eps(self):
+        return torch.randn(BATCH, ACT_DIM, generator=self.generator)
+
+    def update(self, b: Batch) -> dict:
+        gamma, out = self.cfg.gamma, {}
+        alpha = self.log_alpha.detach().exp()
+
+        # critics: noise for next_obs is drawn first
+        with torch.no_grad():
+            next_action, next_log_prob = self.actor.sample(b.next_obs, self.eps())
+            next_q = torch.min(q_value(self.targets[0], b.next_obs, next_action),
+                               q_value(self.targets[1], b.next_obs, next_action))
+            y = b.reward + gamma * (1.0 - b.terminated) * (next_q - alpha * next_log_prob)
+        qs, loss_q = [], 0.0
+        for critic, optim in zip(self.critics, self.critic_optims):
+            q = q_value(critic, b.obs, b.action)
+            loss = 0.5 * ((q - y) ** 2).mean()
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+            qs.append(q.detach())
+            loss_q = loss_q + loss.detach()
+        out["loss/critic"] = loss_q
+        out["q_mean"] = torch.stack(qs).mean()
+        out["critic_grads"] = [[p.grad.clone() for p in c.parameters()] for c in self.critics]
+
+        # actor: critics (already stepped) frozen, noise for obs drawn second
+        for c in self.critics:
+            c.requires_grad_(False)
+        action, log_prob = self.actor.sample(b.obs, self.eps())
+        q_new = torch.min(q_value(self.critics[0], b.obs, action), q_value(self.critics[1], b.obs, action))
+        loss_pi = (alpha * log_prob - q_new).mean()
+        self.actor_optim.zero_grad()
+        loss_pi.backward()
+        self.actor_optim.step()
+        for c in self.critics:
+            c.requires_grad_(True)
+        out["loss/actor"] = loss_pi.detach()
+        out["entropy"] = -log_prob.detach().mean()
+        out["actor_grads"] = [p.grad.clone() for p in self.actor.parameters()]
+
+        # temperature
+        if self.alpha_optim is not None:
+            loss_alpha = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+            self.alpha_optim.zero_grad()
+            loss_alpha.backward()
+            self.alpha_optim.step()
+            out["log_alpha_grad"] = self.log_alpha.grad.clone()
+        else:
+            loss_alpha = torch.zeros(())
+        out["loss/alpha"] = loss_alpha.detach()
+        out["alpha"] = alpha
+
+        # targets, elementwise
+        self.num_updates += 1
+        if self.num_updates % self.cfg.target_update_interval == 0:
+            tau = self.cfg.tau
+            with torch.no_grad():
+                for t, c in zip(self.targets, self.critics):
+                    for pt, p in zip(t.parameters(), c.parameters()):
+                        pt.copy_((1.0 - tau) * pt + tau * p)
+        return out
+
+
+def ensemble_as_plain(params) -> list[list[torch.Tensor]]:
+    """Ensemble tensors (weights then biases) rearranged into per-member nn.Linear order [w0, b0, w1, b1, ...]."""
+    n = len(params) // 2
+    weights, biases = params[:n], params[n:]
+    members = []
+    for i in range(weights[0].shape[0]):
+        member = []
+        for w, b in zip(weights, biases):
+            member += [w[i].T, b[i, 0]]
+        members.append(member)
+    return members
+
+
+def assert_close(actual, expected, what):
+    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} vs {tuple(expected.shape)}"
+    torch.testing.assert_close(actual, expected, atol=ATOL, rtol=RTOL, msg=lambda m: f"{what}: {m}")
+
+
+def make_batch(gen: torch.Generator, terminal_fraction: float) -> Batch:
+    def randn(*shape):
+        return torch.randn(*shape, generator=gen)
+
+    action = torch.rand(BATCH, ACT_DIM, generator=gen) * 2 - 1
+    terminated = (torch.rand(BATCH, generator=gen) < terminal_fraction).float()
+    return Batch(randn(BATCH, OBS_DIM), action, randn(BATCH), randn(BATCH, OBS_DIM), terminated)
+
+
+@pytest.mark.parametrize("learn_alpha, terminal_fraction, target_update_interval", [
+    (True, 0.0, 1),
+    (True, 0.3, 1),
+    (False, 0.3, 1),
+    (True, 0.3, 2),
+])
+def test_fast_update_matches_plain_reference(learn_alpha, terminal_fraction, target_update_interval):
+    cfg = SACConfig(hidden_sizes=HIDDEN, learn_alpha=learn_alpha, alpha=1.0 if learn_alpha else 0.2,
+                    target_entropy=-float(ACT_DIM), target_update_interval=target_update_interval)
+    agent = SAC(OBS_DIM, ACT_DIM, cfg, seed=3)
+    assert any(agent.critic_optim.defaults.get(k) for k in ("fused", "foreach"))  # the fast optimizer path
+    # Targets start equal to the online critics; move them apart so the Polyak step is visible.
+    with torch.no_grad():
+        for p in agent.critic_target.param_list():
+            p.add_(0.5 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    ref = Reference(agent)
+    gen = torch.Generator().manual_seed(7)
+
+    for step in range(3):
+        batch = make_batch(gen, terminal_fraction)
+        assert (batch.terminated.sum() > 0) == (terminal_fraction > 0)
+        got = agent.update(batch)
+        want = ref.update(batch)
+        at = f"update {step + 1}"
+
+        # the same noise: both drew the same number of samples from the same stream
+        assert torch.equal(agent.generator.get_state(), ref.generator.get_state()), f"{at}: generator"
+        for key in SAC.METRICS:
+            assert_close(got[key], want[key], f"{at}: {key}")
+            assert not got[key].requires_grad, f"{at}: {key} is not detached"
+
+        # gradients: critic grads are those of the critic loss only (the actor step must not add to them)
+        for i, member in enumerate(ensemble_as_plain([p.grad for p in agent.critic.param_list()])):
+            for j, (g, w) in enumerate(zip(member, want["critic_grads"][i])):
+                assert_close(g, w, f"{at}: grad of critic {i} tensor {j}")
+        for (name, p), w in zip(agent.actor.named_parameters(), want["actor_grads"]):
+            assert_close(p.grad, w, f"{at}: grad of actor.{name}")
+        if learn_alpha:
+            assert_close(agent.log_alpha.grad, want["log_alpha_grad"], f"{at}: grad of log_alpha")
+        else:
+            assert agent.log_alpha.grad is None and agent.alpha_optim is None
+
+        # parameters after the optimizer steps and the Polyak update
+        for name, fast, plain in (("critic", agent.critic, ref.critics), ("critic_target", agent.critic_target,
+                                                                          ref.targets)):
+            for i, member in enumerate(ensemble_as_plain(fast.param_list())):
+                for j, (p, w) in enumerate(zip(member, plain[i].parameters())):
+                    assert_close(p.detach(), w.detach(), f"{at}: {name} {i} tensor {j}")
+        for (name, p), w in zip(agent.actor.named_parameters(), ref.actor.parameters()):
+            assert_close(p.detach(), w.detach(), f"{at}: actor.{name}")
+        assert_close(agent.log_alpha.detach(), ref.log_alpha.detach(), f"{at}: log_alpha")
+    assert agent.num_updates == 3
+
