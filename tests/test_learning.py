@@ -13,21 +13,16 @@ def eval_returns(run_dir):
     return [(r["global_step"], r["eval/return_mean"]) for r in rows if "eval/return_mean" in r]
 
 
-def test_pendulum_reaches_minus_250_within_15k_steps(cfg_factory, tmp_path):
-    cfg = cfg_factory("env=Pendulum", "logger=none", "seed=0", "total_steps=15000", "eval_every=2500",
+@pytest.mark.parametrize("env,total_steps,threshold", [
+    ("Pendulum", 15_000, -250.0),
+    ("InvertedPendulum", 20_000, 950.0),
+])
+def test_sac_reaches_the_return_threshold(cfg_factory, tmp_path, env, total_steps, threshold):
+    # Paper defaults; one torch thread keeps the time predictable on a shared machine.
+    cfg = cfg_factory(f"env={env}", "logger=none", "seed=0", f"total_steps={total_steps}", "eval_every=2500",
                       "checkpoint_every=0", "threads=1")
     summary = Trainer(cfg).train()
     returns = eval_returns(tmp_path / "run")
-    assert returns[-1][0] == 15000
-    assert summary["eval/final_return"] >= -250, returns
-    assert returns[0][1] < -250  # it started below the bar: the return is learned
-
-
-def test_inverted_pendulum_reaches_950_within_20k_steps(cfg_factory, tmp_path):
-    cfg = cfg_factory("env=InvertedPendulum", "logger=none", "seed=0", "total_steps=20000", "eval_every=2500",
-                      "checkpoint_every=0", "threads=1")
-    summary = Trainer(cfg).train()
-    returns = eval_returns(tmp_path / "run")
-    assert returns[-1][0] == 20000
-    assert summary["eval/final_return"] >= 950, returns
-    assert returns[0][1] < 950
+    assert returns[-1][0] == total_steps
+    assert summary["eval/final_return"] >= threshold, returns
+    assert returns[0][1] < threshold  # it started below the bar: the return is learned
