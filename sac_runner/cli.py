@@ -20,6 +20,7 @@ from .checkpoint import CheckpointError  # noqa: E402
 from .config import ConfigError, register_configs, validate  # noqa: E402
 
 log = logging.getLogger("sac_runner")
+logging.getLogger("OpenGL").setLevel(logging.WARNING)  # PyOpenGL's start-up notes are noise here
 
 EXIT_USER_ERROR = 2
 EXIT_NON_FINITE = 3
@@ -64,7 +65,8 @@ def _fail(message: str, exit_code: int, mode: RunMode) -> None:
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
             handler.handle(record)  # the run's log file keeps the reason too
-    print(f"sac-run: error: {message}", file=sys.stderr)
+    kind = "" if exit_code > 128 else "error: "  # a stop on a signal is not a mistake
+    print(f"sac-run: {kind}{message}", file=sys.stderr)
     sys.exit(exit_code)
 
 

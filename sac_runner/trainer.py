@@ -38,7 +38,8 @@ class TrainingInterrupted(Exception):
 
     def __init__(self, signum: int, step: int, path: Path | None):
         self.signum, self.step, self.path = signum, step, path
-        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}; checkpoint: {path}")
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}; checkpoint saved to {path}. "
+                         "Run the same command again (same hydra.run.dir) or pass resume=<run dir> to continue")
 
 
 class NonFiniteError(RuntimeError):
@@ -332,7 +333,7 @@ class Trainer:
         self._reset_interval_stats()
         self._tick = (now, self.step, self.agent.num_updates)
         self._last_sps = row["perf/steps_per_second"]
-        postfix = {"sps": f"{row['perf/steps_per_second']:.0f}"}
+        postfix = {}
         if self.last_eval:
             postfix["eval"] = f"{self.last_eval[0]:.1f}"
         if "alpha" in row:
