@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .sac import Batch
+from .sac import Batch, restore_generator
 
 BYTES_PER_FLOAT = 4
 
@@ -66,7 +66,7 @@ class ReplayBuffer:
             )
         self.size, self.pos = int(state["size"]), int(state["pos"])
         self.storage[: self.size].copy_(state["storage"])
-        self.generator.set_state(state["generator"])
+        restore_generator(self.generator, state["generator"], fallback_seed=self.size)
 
 
 def row_size(obs_dim: int, act_dim: int) -> int:

@@ -6,6 +6,7 @@ the env wrapper rescales them to the env's bounds.
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
@@ -13,6 +14,8 @@ import torch
 from torch import Tensor
 
 from .networks import Actor, CriticEnsemble
+
+log = logging.getLogger(__name__)
 
 
 class Batch(NamedTuple):
@@ -205,8 +208,19 @@ class SAC:
         self.critic_optim.load_state_dict(state["critic_optim"])
         if self.alpha_optim is not None:
             self.alpha_optim.load_state_dict(state["alpha_optim"])
-        self.generator.set_state(state["generator"])
+        restore_generator(self.generator, state["generator"], fallback_seed=int(state["num_updates"]))
         self.num_updates = int(state["num_updates"])
+
+
+def restore_generator(generator: torch.Generator, state: Tensor, fallback_seed: int) -> None:
+    """Restore a generator's state; a state from another device type (a CUDA run resumed on CPU, say)
+    cannot be, so the generator is reseeded and the run continues, no longer bit for bit."""
+    try:
+        generator.set_state(state)
+    except RuntimeError:
+        log.warning("random-number state saved on another device type: reseeding; the resumed run is not "
+                    "bit-identical to an uninterrupted one")
+        generator.manual_seed(fallback_seed)
 
 
 def _fast_adam_kwargs(device: torch.device) -> dict:

@@ -233,3 +233,13 @@ def test_rerunning_a_finished_run_adds_nothing(cfg_factory, tmp_path, caplog):
     assert "already complete at step 200" in caplog.text
     assert (tmp_path / "run" / "metrics.jsonl").read_text() == before
     assert again["eval/final_return"] == first["eval/final_return"]
+
+
+def test_generator_state_from_another_device_type_reseeds_with_a_warning(caplog):
+    from sac_runner.sac import restore_generator
+
+    generator = torch.Generator().manual_seed(0)
+    foreign = torch.zeros(16, dtype=torch.uint8)  # a CUDA generator's state is 16 bytes, a CPU one's 5056
+    restore_generator(generator, foreign, fallback_seed=7)
+    assert "not bit-identical" in caplog.text
+    assert torch.equal(torch.randn(3, generator=generator), torch.randn(3, generator=torch.Generator().manual_seed(7)))
