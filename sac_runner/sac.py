@@ -174,7 +174,7 @@ class SAC:
 
     # ---- state ----
 
-    def parameters_finite(self) -> list[str]:
+    def non_finite_parameters(self) -> list[str]:
         """Names of parameters holding NaN or infinity (empty when all are finite)."""
         bad = []
         for prefix, module in (("actor", self.actor), ("critic", self.critic), ("critic_target", self.critic_target)):

@@ -213,7 +213,7 @@ class Trainer:
         self.action_rng.bit_generator.state = rng["action_rng"]
 
     def save_checkpoint(self) -> Path:
-        bad = self.agent.parameters_finite()
+        bad = self.agent.non_finite_parameters()
         if bad:
             raise NonFiniteError(f"non-finite values in {', '.join(bad)} at step {self.step}; "
                                  "not checkpointing, the last good checkpoint is kept")
