@@ -118,8 +118,10 @@ class Trainer:
         torch.manual_seed(cfg.seed)
 
         self.envs = EnvPool(cfg.env.id, cfg.num_envs, cfg.seed, cfg.env.max_episode_steps)
-        self.eval_env = make_env(cfg.env.id, render_size=cfg.logger.video_size if cfg.logger.video else None,
-                                 max_episode_steps=cfg.env.max_episode_steps)
+        # One eval env per episode (the first renders videos when asked).
+        video_size = cfg.logger.video_size if cfg.logger.video else None
+        self.eval_envs = [make_env(cfg.env.id, render_size=video_size if i == 0 else None,
+                                   max_episode_steps=cfg.env.max_episode_steps) for i in range(cfg.eval_episodes)]
         obs_dim, act_dim = env_dims(self.envs.envs[0])
         h = cfg.hyperparameters
         _check_memory(h.buffer_size, obs_dim, act_dim, self.device)
@@ -267,7 +269,8 @@ class Trainer:
         finally:
             self.tracker.close(exit_code)
             self.envs.close()
-            self.eval_env.close()
+            for env in self.eval_envs:
+                env.close()
 
     @contextmanager
     def _paused(self):
@@ -344,21 +347,25 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float]:
-        """Deterministic (mean-action) episodes on the separate eval env, from fixed start seeds."""
+        """Deterministic (mean-action) episodes from fixed start seeds, on separate eval envs stepped in
+        lockstep so that one forward pass serves every episode still running."""
         record = self.cfg.logger.video and self.evaluations % self.cfg.logger.video_every == 0
-        returns, frames = [], []
-        for episode in range(self.cfg.eval_episodes):
-            obs, _ = self.eval_env.reset(seed=self.cfg.seed + EVAL_SEED_OFFSET + episode)
-            done, total = False, 0.0
-            while not done:
-                if record and episode == 0:
-                    frames.append(self.eval_env.render())
-                action = self.agent.act(torch.as_tensor(obs, dtype=torch.float32, device=self.device)[None],
-                                        deterministic=True)
-                obs, reward, terminated, truncated, _ = self.eval_env.step(action[0].cpu().numpy())
-                total += float(reward)
-                done = terminated or truncated
-            returns.append(total)
+        envs = self.eval_envs
+        obs = np.stack([np.asarray(env.reset(seed=self.cfg.seed + EVAL_SEED_OFFSET + i)[0], dtype=np.float32)
+                        .reshape(-1) for i, env in enumerate(envs)])
+        returns = np.zeros(len(envs))
+        running = np.ones(len(envs), dtype=bool)
+        frames = []
+        while running.any():
+            idx = np.flatnonzero(running)
+            if record and running[0]:
+                frames.append(envs[0].render())
+            actions = self.agent.act(torch.as_tensor(obs[idx], device=self.device), deterministic=True).cpu().numpy()
+            for action, i in zip(actions, idx):
+                next_obs, reward, terminated, truncated, _ = envs[i].step(action)
+                obs[i] = np.asarray(next_obs, dtype=np.float32).reshape(-1)
+                returns[i] += float(reward)
+                running[i] = not (terminated or truncated)
         self.evaluations += 1
         mean, std = float(np.mean(returns)), float(np.std(returns))
         self.last_eval = (mean, std)
@@ -379,7 +386,7 @@ class Trainer:
 
         path = self.run_dir / "videos" / f"eval_step_{self.step:09d}.mp4"
         try:
-            write_mp4(path, frames, fps=self.eval_env.metadata.get("render_fps", 30))
+            write_mp4(path, frames, fps=self.eval_envs[0].metadata.get("render_fps", 30))
         except Exception as e:  # a video problem must not stop training
             log.warning("could not write eval video %s: %s", path, e)
             return
