@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml constraints.txt
 run: setup
 	$(BIN)/sac-run $(ARGS)
 
-## The whole test suite (learning tests included; about 10 minutes on 2 CPU cores).
+## The whole test suite (learning tests included; about 6 minutes on 2 CPU cores).
 test: setup
 	$(BIN)/python -m pytest -q $(ARGS)
 

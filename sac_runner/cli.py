@@ -41,7 +41,7 @@ def run(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     cfg.run_dir = cfg.run_dir or hydra_cfg.runtime.output_dir
     if hydra_cfg.mode == RunMode.MULTIRUN and cfg.logger.group is None:
-        # One W&B group per sweep: its dir, e.g. multirun/2026-11-24/21-05-09 -> 2026-11-24_21-05-09
+        # One W&B group per sweep, named by its dir: multirun/2026-11-24/21-05-09 -> sweep_2026-11-24_21-05-09
         cfg.logger.group = "sweep_" + "_".join(Path(hydra_cfg.sweep.dir).parts[-2:])
     try:
         validate(cfg)
