@@ -10,6 +10,8 @@ from typing import Any, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from .networks import ACTIVATIONS as ACTIVATION_FUNCTIONS
+
 
 class ConfigError(ValueError):
     """A user's mistake in the config: reported as one line, never a traceback."""
@@ -96,7 +98,7 @@ class Config:
     run_dir: Optional[str] = None
 
 
-ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "silu")
+ACTIVATIONS = tuple(ACTIVATION_FUNCTIONS)
 ALGORITHMS = ("sac", "sac_fixed_alpha")
 LOGGER_BACKENDS = ("wandb", "none")
 LOGGER_MODES = (None, "online", "offline", "disabled")

@@ -46,6 +46,11 @@ def _is_mujoco(env_id: str) -> bool:
     return isinstance(entry, str) and "mujoco" in entry
 
 
+def flat_obs(obs) -> np.ndarray:
+    """An observation as the flat float32 vector the agent and the replay buffer take."""
+    return np.asarray(obs, dtype=np.float32).reshape(-1)
+
+
 def env_dims(env: gym.Env) -> tuple[int, int]:
     return int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
 
@@ -106,7 +111,7 @@ class EnvPool:
     @staticmethod
     def _reset(env: gym.Env, seed: int | None = None) -> np.ndarray:
         obs, _ = env.reset(seed=seed)
-        return np.asarray(obs, dtype=np.float32).reshape(-1)
+        return flat_obs(obs)
 
     def step(self, actions: np.ndarray):
         """Returns (next_obs for storage, rewards, terminated, finished episodes as (return, length))."""
@@ -117,7 +122,7 @@ class EnvPool:
         finished = []
         for i, env in enumerate(self.envs):
             obs, reward, term, trunc, _ = env.step(actions[i])
-            next_obs[i] = np.asarray(obs, dtype=np.float32).reshape(-1)
+            next_obs[i] = flat_obs(obs)
             rewards[i] = reward
             terminated[i] = float(term)
             self.episode_return[i] += reward

@@ -3,6 +3,7 @@
 A W&B failure is reported once and training goes on with the local file."""
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -111,7 +112,6 @@ class Tracker:
         self.run = None
         self.run_id = run_id
         self.mode = "disabled"
-        self._checkpoint_steps: set[int] = set()
         if logger_cfg["backend"] == "wandb":
             mode, reason = _mode_and_reason(logger_cfg.get("mode"))
             if mode != "disabled":
@@ -123,7 +123,7 @@ class Tracker:
 
         self.run = wandb.init(
             project=self.cfg["project"], entity=self.cfg.get("entity"), group=group, name=name,
-            tags=list(tags), job_type=self.cfg.get("job_type"), config=_plain(config), dir=str(self.run_dir),
+            tags=list(tags), job_type=self.cfg.get("job_type"), config=copy.deepcopy(config), dir=str(self.run_dir),
             mode=mode, id=run_id, resume="allow" if run_id else None,
             # Each Tracker is its own run, also when Hydra runs several jobs in one process.
             reinit="create_new",
@@ -164,10 +164,8 @@ class Tracker:
                 {"eval/video": wandb.Video(str(path), caption=f"{STEP_KEY} {step}"), STEP_KEY: step}))
 
     def log_checkpoint(self, path: Path, step: int) -> None:
-        if self.run is not None and self.cfg.get("log_checkpoints") and step not in self._checkpoint_steps:
+        if self.run is not None and self.cfg.get("log_checkpoints"):
             import wandb
-
-            self._checkpoint_steps.add(step)  # the final save may repeat the last periodic one
 
             def upload():
                 artifact = wandb.Artifact(f"model-{self.run.id}", type="model", metadata={STEP_KEY: step})
@@ -197,19 +195,3 @@ class Tracker:
             self._close_wandb(exit_code)
         finally:
             self.metrics.close()
-
-
-def _plain(value: Any) -> Any:
-    """Plain nested dicts/lists for W&B's config (OmegaConf containers and tuples converted)."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(value, (DictConfig, ListConfig)):
-            value = OmegaConf.to_container(value, resolve=True)
-    except ImportError:
-        pass
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value

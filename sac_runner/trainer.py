@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from . import checkpoint as ckpt
 from .config import ConfigError, to_container
-from .envs import EnvPool, env_dims, make_env
+from .envs import EnvPool, env_dims, flat_obs, make_env
 from .replay import ReplayBuffer, available_memory_bytes, required_bytes
 from .sac import SAC, SACConfig
 from .tracking import STEP_KEY, Tracker
@@ -135,6 +135,7 @@ class Trainer:
             target_entropy=target_entropy, precision=cfg.precision, compile=cfg.compile,
         ), device=self.device, seed=cfg.seed)
         self.action_rng = np.random.default_rng(cfg.seed + 3)  # warm-up actions
+        self._learning_starts = cfg.learning_starts
 
         self.step = 0
         self.episodes = 0
@@ -252,11 +253,12 @@ class Trainer:
                     if eval_every and self._crossed(eval_every):
                         with self._paused():
                             self.evaluate()
+                    path = None
                     if checkpoint_every and self._crossed(checkpoint_every) and self.step < total:
                         with self._paused():
-                            self.save_checkpoint()
+                            path = self.save_checkpoint()
                     if self._stop_signal is not None:
-                        path = self.save_checkpoint()
+                        path = path or self.save_checkpoint()
                         self._pass_signal_on(self._stop_signal)
                         raise TrainingInterrupted(self._stop_signal, self.step, path)
                     bar.update(self.step - bar.n)
@@ -287,7 +289,7 @@ class Trainer:
 
     def _env_step(self) -> None:
         obs = self.envs.obs
-        if self.step < self.cfg.learning_starts:
+        if self.step < self._learning_starts:
             actions = self.action_rng.uniform(-1.0, 1.0, size=(len(self.envs.envs), self.replay.act_dim))
         else:
             actions = self.agent.act(torch.as_tensor(obs, device=self.device)).cpu().numpy()
@@ -351,8 +353,8 @@ class Trainer:
         lockstep so that one forward pass serves every episode still running."""
         record = self.cfg.logger.video and self.evaluations % self.cfg.logger.video_every == 0
         envs = self.eval_envs
-        obs = np.stack([np.asarray(env.reset(seed=self.cfg.seed + EVAL_SEED_OFFSET + i)[0], dtype=np.float32)
-                        .reshape(-1) for i, env in enumerate(envs)])
+        obs = np.stack([flat_obs(env.reset(seed=self.cfg.seed + EVAL_SEED_OFFSET + i)[0])
+                        for i, env in enumerate(envs)])
         returns = np.zeros(len(envs))
         running = np.ones(len(envs), dtype=bool)
         frames = []
@@ -363,7 +365,7 @@ class Trainer:
             actions = self.agent.act(torch.as_tensor(obs[idx], device=self.device), deterministic=True).cpu().numpy()
             for action, i in zip(actions, idx):
                 next_obs, reward, terminated, truncated, _ = envs[i].step(action)
-                obs[i] = np.asarray(next_obs, dtype=np.float32).reshape(-1)
+                obs[i] = flat_obs(next_obs)
                 returns[i] += float(reward)
                 running[i] = not (terminated or truncated)
         self.evaluations += 1
