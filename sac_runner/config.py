@@ -10,7 +10,7 @@ from typing import Any, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from .networks import ACTIVATIONS as ACTIVATION_FUNCTIONS
+from .backprop import ACTIVATIONS as ACTIVATION_FUNCTIONS
 
 
 class ConfigError(ValueError):

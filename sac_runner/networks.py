@@ -1,4 +1,8 @@
-"""Policy and critic networks. Tensors in, tensors out."""
+"""Policy and critic networks. Tensors in, tensors out.
+
+Their forward passes serve acting and evaluation; the learning update runs the same layers through the
+hand-derived passes in backprop.py (`layers()` hands them over).
+"""
 from __future__ import annotations
 
 import math
@@ -6,17 +10,8 @@ from typing import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
-# relu in place: safe for autograd here (a matmul's backward does not need its output) and saves a copy.
-ACTIVATIONS = {"relu": torch.relu_, "tanh": torch.tanh, "elu": F.elu, "gelu": F.gelu, "silu": F.silu}
-LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
-LOG_2 = math.log(2.0)
-
-
-def tanh_log_det_jacobian(u: Tensor) -> Tensor:
-    """log(1 - tanh(u)^2), in the stable form 2 (log 2 - u - softplus(-2u))."""
-    return 2.0 * (LOG_2 - u - F.softplus(-2.0 * u))
+from .backprop import ACTIVATIONS, Layer, mlp_output, squashed_gaussian
 
 
 class Actor(nn.Module):
@@ -28,24 +23,27 @@ class Actor(nn.Module):
         sizes = [obs_dim, *hidden_sizes]
         self.hidden = nn.ModuleList(nn.Linear(i, o) for i, o in zip(sizes[:-1], sizes[1:]))
         self.head = nn.Linear(sizes[-1], 2 * act_dim)
-        self.act_fn = ACTIVATIONS[activation]
+        self.activation = ACTIVATIONS[activation]
+        self.act_dim = act_dim
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
 
+    def layers(self) -> list[Layer]:
+        return [(m.weight, m.bias) for m in (*self.hidden, self.head)]
+
+    def grad_layers(self) -> list[Layer]:
+        return [(w.grad, b.grad) for w, b in self.layers()]
+
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
-        x = obs
-        for layer in self.hidden:
-            x = self.act_fn(layer(x))
-        mean, log_std = self.head(x).float().chunk(2, dim=-1)
+        """Mean and (clamped) log standard deviation of the Gaussian before the tanh."""
+        mean, log_std = mlp_output(self.layers(), obs, self.activation).chunk(2, dim=-1)
         return mean, log_std.clamp(self.log_std_min, self.log_std_max)
 
     def sample(self, obs: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """Reparameterized sample and its log-probability under the squashed distribution."""
-        mean, log_std = self(obs)
-        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        u = mean + log_std.exp() * eps
-        gaussian_log_prob = -0.5 * eps.pow(2) - log_std - LOG_SQRT_2PI
-        log_prob = (gaussian_log_prob - tanh_log_det_jacobian(u)).sum(-1)
-        return torch.tanh(u), log_prob
+        head = mlp_output(self.layers(), obs, self.activation)
+        eps = torch.randn(obs.shape[0], self.act_dim, generator=generator, device=obs.device, dtype=head.dtype)
+        s = squashed_gaussian(head, eps, self.log_std_min, self.log_std_max)
+        return s.action, s.log_prob
 
     def deterministic(self, obs: Tensor) -> Tensor:
         return torch.tanh(self(obs)[0])
@@ -54,7 +52,7 @@ class Actor(nn.Module):
         """A sampled action, without the log-probability (acting needs none)."""
         mean, log_std = self(obs)
         eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        return torch.tanh(mean + log_std.exp() * eps)
+        return torch.tanh(torch.addcmul(mean, log_std.exp(), eps))
 
 
 class CriticEnsemble(nn.Module):
@@ -70,23 +68,18 @@ class CriticEnsemble(nn.Module):
             bound = 1.0 / math.sqrt(fan_in)  # nn.Linear's default init, per member
             self.weights.append(nn.Parameter(torch.empty(num_q, fan_in, fan_out).uniform_(-bound, bound)))
             self.biases.append(nn.Parameter(torch.empty(num_q, 1, fan_out).uniform_(-bound, bound)))
-        self.act_fn = ACTIVATIONS[activation]
+        self.activation = ACTIVATIONS[activation]
         self.num_q = num_q
 
-    def forward(self, obs: Tensor, action: Tensor, params: Sequence[Tensor] | None = None) -> Tensor:
-        """Q-values of shape [num_q, batch]. `params` (weights then biases) overrides the module's own."""
-        n_layers = len(self.weights)
-        if params is None:
-            weights, biases = list(self.weights), list(self.biases)
-        else:
-            weights, biases = params[:n_layers], params[n_layers:]
-        x = torch.cat([obs, action], dim=-1)
-        x = x.unsqueeze(0).expand(self.num_q, *x.shape)
-        for i, (w, b) in enumerate(zip(weights, biases)):
-            x = torch.baddbmm(b, x, w)
-            if i < n_layers - 1:
-                x = self.act_fn(x)
-        return x.squeeze(-1).float()
+    def layers(self) -> list[Layer]:
+        return list(zip(self.weights, self.biases))
+
+    def grad_layers(self) -> list[Layer]:
+        return [(w.grad, b.grad) for w, b in self.layers()]
+
+    def forward(self, obs: Tensor, action: Tensor) -> Tensor:
+        """Q-values of shape [num_q, batch]."""
+        return mlp_output(self.layers(), torch.cat([obs, action], dim=-1), self.activation).squeeze(-1)
 
     def param_list(self) -> list[Tensor]:
         return [*self.weights, *self.biases]

@@ -5,7 +5,6 @@ the env wrapper rescales them to the env's bounds.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
@@ -13,7 +12,10 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor
 
+from .backprop import (ACTIVATIONS, SquashedSample, Trace, mlp_backward, mlp_forward, mlp_output,
+                       squashed_gaussian, squashed_gaussian_backward)
 from .networks import Actor, CriticEnsemble
+from .optim import FlatAdam, FlatParameters
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,7 @@ class SAC:
                  seed: int = 0):
         self.cfg = cfg
         self.device = torch.device(device)
+        self.obs_dim = obs_dim
         torch.manual_seed(seed)
         self.actor = Actor(obs_dim, act_dim, cfg.hidden_sizes, cfg.activation, cfg.log_std_min,
                            cfg.log_std_max).to(self.device)
@@ -90,10 +93,14 @@ class SAC:
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed + 1)
 
-        opt_kwargs = dict(lr=cfg.lr, **_fast_adam_kwargs(self.device))
-        self.critic_optim = torch.optim.Adam(self.critic.parameters(), **opt_kwargs)
-        self.actor_optim = torch.optim.Adam(self.actor.parameters(), **opt_kwargs)
-        self.alpha_optim = torch.optim.Adam([self.log_alpha], **opt_kwargs) if cfg.learn_alpha else None
+        # Each network's tensors are views of one flat buffer: Adam and Polyak are one op each. The
+        # temperature shares the actor's buffer (and its Adam step): both are stepped after the policy loss.
+        self.critic_params = FlatParameters(self.critic.param_list())
+        self.target_params = FlatParameters(self.critic_target.param_list(), grads=False)
+        self.actor_params = FlatParameters([*self.actor.parameters(), *([self.log_alpha] if cfg.learn_alpha else [])])
+        self.critic_optim = FlatAdam(self.critic_params, lr=cfg.lr)
+        self.actor_optim = FlatAdam(self.actor_params, lr=cfg.lr)
+        self.activation = ACTIVATIONS[cfg.activation]
         self.num_updates = 0
         self._update_fn: Callable[[Batch], dict[str, Tensor]] = self._update
         if cfg.compile:
@@ -103,7 +110,6 @@ class SAC:
 
     @torch.no_grad()
     def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
-        """Acting stays float32 in every precision mode: one observation gains nothing from bf16."""
         if deterministic:
             return self.actor.deterministic(obs)
         return self.actor.explore(obs, self.generator)
@@ -113,60 +119,64 @@ class SAC:
     def update(self, batch: Batch) -> dict[str, Tensor]:
         """One gradient step on critics, actor and temperature; then the target update when due.
 
-        Returns detached scalar tensors (no host sync here; the caller reads them when it logs)."""
-        metrics = self._update_fn(batch)
-        self.num_updates += 1
-        if self.num_updates % self.cfg.target_update_interval == 0:
-            with torch.no_grad():
-                polyak_update(self.critic_target.param_list(), self.critic.param_list(), self.cfg.tau)
+        Returns scalar tensors (no host sync here; the caller reads them when it logs)."""
+        with torch.no_grad():
+            metrics = self._update_fn(batch)
+            self.num_updates += 1
+            if self.num_updates % self.cfg.target_update_interval == 0:
+                polyak_update([self.target_params.data], [self.critic_params.data], self.cfg.tau)
         return metrics
 
-    def _update(self, batch: Batch) -> dict[str, Tensor]:
-        alpha = self.log_alpha.detach().exp()
+    def _update(self, b: Batch) -> dict[str, Tensor]:
+        """The paper's update in its usual order (critics, then policy and temperature, each from the
+        current parameters), with hand-derived gradients (backprop.py) in place of autograd."""
+        cfg, act = self.cfg, self.activation
+        n = b.obs.shape[0]
+        actor_layers, critic_layers = self.actor.layers(), self.critic.layers()
+        alpha = self.log_alpha.exp()
 
-        with torch.no_grad(), self._autocast():
-            next_action, next_log_prob = self.actor.sample(batch.next_obs, self.generator)
-            next_q = self.critic_target(batch.next_obs, next_action).min(dim=0).values
-        target = soft_q_target(batch.reward, batch.terminated, next_q, next_log_prob, alpha, self.cfg.gamma)
-        with self._autocast():
-            q = self.critic(batch.obs, batch.action)
-        loss_q = critic_loss(q, target)
-        self.critic_optim.zero_grad(set_to_none=True)
-        loss_q.backward()
+        # The policy on next_obs (for the target) and on obs (for the policy loss) in one pass: the actor's
+        # parameters do not change in between. Noise for next_obs is drawn first.
+        head, actor_trace = mlp_forward(actor_layers, torch.cat([b.next_obs, b.obs]), act)
+        eps = torch.cat([torch.randn(n, head.shape[1] // 2, generator=self.generator, device=self.device)
+                         for _ in range(2)])
+        pi = squashed_gaussian(head, eps, cfg.log_std_min, cfg.log_std_max)
+
+        # Critic step: J_Q against the soft target.
+        next_q = mlp_output(self.critic_target.layers(), torch.cat([b.next_obs, pi.action[:n]], dim=-1), act)
+        target = soft_q_target(b.reward, b.terminated, next_q.amin(0).squeeze(-1), pi.log_prob[:n], alpha,
+                               cfg.gamma)
+        q, critic_trace = mlp_forward(critic_layers, torch.cat([b.obs, b.action], dim=-1), act)
+        td = q - target.unsqueeze(-1)  # [num_q, batch, 1]
+        mlp_backward(critic_layers, critic_trace, td / n, act, grads=self.critic.grad_layers())
         self.critic_optim.step()
 
-        # Policy step: gradients flow into the action only, never into the critic weights.
-        with self._autocast():
-            action, log_prob = self.actor.sample(batch.obs, self.generator)
-            frozen = [p.detach() for p in self.critic.param_list()]
-            q_new = self.critic(batch.obs, action, params=frozen).min(dim=0).values
-        loss_pi = actor_loss(log_prob, q_new, alpha)
-        if self.alpha_optim is not None:
-            loss_alpha = alpha_loss(self.log_alpha, log_prob, self.target_entropy)
-            self.actor_optim.zero_grad(set_to_none=True)
-            self.alpha_optim.zero_grad(set_to_none=True)
-            (loss_pi + loss_alpha).backward()  # disjoint parameters: one backward pass serves both
-            self.actor_optim.step()
-            self.alpha_optim.step()
+        # Policy step through the stepped critics; gradients flow into the action only.
+        action, log_prob = pi.action[n:], pi.log_prob[n:]
+        q_pi, q_trace = mlp_forward(critic_layers, torch.cat([b.obs, action], dim=-1), act)
+        q_min, argmin = q_pi.min(dim=0)
+        grad_q = torch.zeros_like(q_pi).scatter_(0, argmin.unsqueeze(0), -1.0 / n)  # d J_pi / d Q_j
+        grad_action = mlp_backward(critic_layers, q_trace, grad_q, act, grads=None,
+                                   input_cols=slice(self.obs_dim, None)).sum(0)
+        half = pi_half(pi, n)
+        grad_head = squashed_gaussian_backward(half, grad_action, alpha / n, cfg.log_std_min, cfg.log_std_max)
+        mlp_backward(actor_layers, trace_rows(actor_trace, n), grad_head, act, grads=self.actor.grad_layers())
+        mean_log_prob = log_prob.mean()
+        if cfg.learn_alpha:
+            self.log_alpha.grad.copy_(-(mean_log_prob + self.target_entropy))  # d J(alpha) / d log alpha
+            loss_alpha = -self.log_alpha * (mean_log_prob + self.target_entropy)
         else:
             loss_alpha = torch.zeros((), device=self.device)
-            self.actor_optim.zero_grad(set_to_none=True)
-            loss_pi.backward()
-            self.actor_optim.step()
+        self.actor_optim.step()
 
         return {
-            "loss/critic": loss_q.detach(),
-            "loss/actor": loss_pi.detach(),
-            "loss/alpha": loss_alpha.detach(),
+            "loss/critic": 0.5 * td.square().mean(dim=1).sum(),
+            "loss/actor": alpha * mean_log_prob - q_min.mean(),
+            "loss/alpha": loss_alpha,
             "alpha": alpha,
-            "entropy": -log_prob.detach().mean(),
-            "q_mean": q.detach().mean(),
+            "entropy": -mean_log_prob,
+            "q_mean": q.mean(),
         }
-
-    def _autocast(self):
-        if self.cfg.precision == "bf16":
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
     @property
     def alpha(self) -> Tensor:
@@ -184,32 +194,35 @@ class SAC:
         return bad
 
     def state_dict(self) -> dict:
-        state = {
+        return {
             "actor": self.actor.state_dict(),
             "critic": self.critic.state_dict(),
             "critic_target": self.critic_target.state_dict(),
             "log_alpha": self.log_alpha.detach().clone(),
-            "actor_optim": self.actor_optim.state_dict(),
+            "actor_optim": self.actor_optim.state_dict(),  # with the temperature's Adam state when learned
             "critic_optim": self.critic_optim.state_dict(),
             "generator": self.generator.get_state(),
             "num_updates": self.num_updates,
         }
-        if self.alpha_optim is not None:
-            state["alpha_optim"] = self.alpha_optim.state_dict()
-        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.actor.load_state_dict(state["actor"])
         self.critic.load_state_dict(state["critic"])
         self.critic_target.load_state_dict(state["critic_target"])
-        with torch.no_grad():
-            self.log_alpha.copy_(state["log_alpha"])
+        self.log_alpha.detach().copy_(state["log_alpha"])
         self.actor_optim.load_state_dict(state["actor_optim"])
         self.critic_optim.load_state_dict(state["critic_optim"])
-        if self.alpha_optim is not None:
-            self.alpha_optim.load_state_dict(state["alpha_optim"])
         restore_generator(self.generator, state["generator"], fallback_seed=int(state["num_updates"]))
         self.num_updates = int(state["num_updates"])
+
+
+def pi_half(s: SquashedSample, start: int) -> SquashedSample:
+    return SquashedSample(*(t[start:] for t in s))
+
+
+def trace_rows(trace: Trace, start: int) -> Trace:
+    """The part of a forward trace for batch rows start: (the policy-loss half of the actor pass)."""
+    return Trace([x[start:] for x in trace.inputs], [p[start:] if p is not None else None for p in trace.pre])
 
 
 def restore_generator(generator: torch.Generator, state: Tensor, fallback_seed: int) -> None:
@@ -221,12 +234,3 @@ def restore_generator(generator: torch.Generator, state: Tensor, fallback_seed: 
         log.warning("random-number state saved on another device type: reseeding; the resumed run is not "
                     "bit-identical to an uninterrupted one")
         generator.manual_seed(fallback_seed)
-
-
-def _fast_adam_kwargs(device: torch.device) -> dict:
-    """Fused Adam where this torch build has it for the device, else the foreach implementation."""
-    try:
-        torch.optim.Adam([torch.zeros(1, device=device, requires_grad=True)], fused=True)
-        return {"fused": True}
-    except (RuntimeError, TypeError):
-        return {"foreach": True}

@@ -16,6 +16,7 @@ import yaml
 from omegaconf import DictConfig
 
 from . import checkpoint as ckpt
+from .allocator import keep_freed_memory
 from .config import ConfigError, to_container
 from .envs import EnvPool, env_dims, flat_obs, make_env
 from .replay import ReplayBuffer, available_memory_bytes, required_bytes
@@ -113,6 +114,7 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
+        keep_freed_memory()
         random.seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
         torch.manual_seed(cfg.seed)

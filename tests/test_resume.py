@@ -86,7 +86,10 @@ def test_checkpoint_holds_the_full_training_state_and_loads_as_data_only(cfg_fac
     path = tmp_path / "run" / "checkpoints" / "step_000000300.pt"
     state = torch.load(path, weights_only=True)  # no pickled code objects inside
     assert set(state["agent"]) >= {"actor", "critic", "critic_target", "log_alpha", "actor_optim", "critic_optim",
-                                   "alpha_optim", "generator"}
+                                   "generator"}
+    # the temperature's Adam moments sit at the end of the actor's flat buffer
+    n_actor = sum(t.numel() for t in state["agent"]["actor"].values())
+    assert state["agent"]["actor_optim"]["exp_avg"].shape == (n_actor + 1,)
     assert state["replay"]["size"] == 300 and state["replay"]["storage"].shape[0] == 300
     assert state["trainer"]["step"] == 300 and state["config"]["env"]["id"] == "HalfCheetah-v5"
     assert set(state["rng"]) == {"python", "numpy_global", "torch", "action_rng"}

@@ -6,7 +6,8 @@ import torch
 from torch.distributions import Normal, TransformedDistribution
 from torch.distributions.transforms import TanhTransform
 
-from sac_runner.networks import Actor, CriticEnsemble, tanh_log_det_jacobian
+from sac_runner.backprop import tanh_log_det_jacobian
+from sac_runner.networks import Actor, CriticEnsemble
 from sac_runner.sac import SAC, SACConfig, Batch, alpha_loss, critic_loss, polyak_update, soft_q_target
 
 

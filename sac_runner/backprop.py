@@ -1,0 +1,148 @@
+"""Hand-derived forward and backward passes for SAC's networks, without autograd.
+
+One SAC update is a few dozen small kernels; under autograd each also builds a graph node, and the
+bookkeeping costs about as much as the arithmetic on a CPU. Here each layer's backward is written out
+(matmuls, bias sums, the activation's derivative), and weight gradients go straight into preallocated
+buffers. `tests/test_fast_update.py` checks every gradient against a plain autograd reference.
+
+Layouts: a 2-D weight is nn.Linear's [out, in] (the actor); a 3-D weight is an ensemble's
+[members, in, out] with biases [members, 1, out] (the critics), whose input may be shared ([batch, in]).
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Sequence
+
+import torch
+from torch import Tensor
+
+aten = torch.ops.aten
+
+
+class Activation(NamedTuple):
+    forward: Callable[[Tensor], Tensor]
+    # (grad of output, layer output, layer pre-activation or None) -> grad of pre-activation
+    backward: Callable[[Tensor, Tensor, Tensor | None], Tensor]
+    needs_input: bool  # does the backward need the pre-activation (kept only then)
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "relu": Activation(torch.relu_, lambda g, y, x: aten.threshold_backward(g, y, 0), False),
+    "tanh": Activation(torch.tanh_, lambda g, y, x: aten.tanh_backward(g, y), False),
+    "elu": Activation(lambda x: torch.nn.functional.elu(x),
+                      lambda g, y, x: aten.elu_backward(g, 1.0, 1, 1, True, y), False),
+    "gelu": Activation(lambda x: torch.nn.functional.gelu(x), lambda g, y, x: aten.gelu_backward(g, x), True),
+    "silu": Activation(lambda x: torch.nn.functional.silu(x), lambda g, y, x: aten.silu_backward(g, x), True),
+}
+
+Layer = tuple[Tensor, Tensor]  # (weight, bias)
+
+
+class Trace(NamedTuple):
+    """What a forward pass keeps for its backward: each layer's input, and hidden pre-activations if needed."""
+    inputs: list[Tensor]
+    pre: list[Tensor | None]
+
+
+def linear(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    if w.dim() == 2:
+        return torch.addmm(b, x, w.t())
+    if x.dim() == 2:  # an input shared by every ensemble member
+        x = x.expand(w.shape[0], *x.shape)
+    return torch.baddbmm(b, x, w)
+
+
+def mlp_forward(layers: Sequence[Layer], x: Tensor, act: Activation) -> tuple[Tensor, Trace]:
+    """Hidden layers with `act`, a linear output layer. Returns the output and the trace for mlp_backward."""
+    inputs, pre = [], []
+    last = len(layers) - 1
+    for i, (w, b) in enumerate(layers):
+        inputs.append(x)
+        x = linear(x, w, b)
+        if i < last:
+            pre.append(x.clone() if act.needs_input else None)
+            x = act.forward(x)
+    return x, Trace(inputs, pre)
+
+
+def mlp_output(layers: Sequence[Layer], x: Tensor, act: Activation) -> Tensor:
+    """Forward pass that keeps nothing (targets, acting)."""
+    last = len(layers) - 1
+    for i, (w, b) in enumerate(layers):
+        x = linear(x, w, b)
+        if i < last:
+            x = act.forward(x)
+    return x
+
+
+def mlp_backward(layers: Sequence[Layer], trace: Trace, grad_out: Tensor, act: Activation,
+                 grads: Sequence[Layer] | None, input_cols: slice | None = None) -> Tensor | None:
+    """Backpropagate grad_out through the layers of a forward pass.
+
+    grads: buffers (weight grad, bias grad) per layer to write into, or None when only the input gradient
+    is wanted (the policy step through frozen critics). input_cols: the input columns whose gradient is
+    returned (None: no input gradient, which saves the first layer's input matmul).
+    """
+    g = grad_out
+    for i in range(len(layers) - 1, -1, -1):
+        w, _ = layers[i]
+        x = trace.inputs[i]
+        if grads is not None:
+            gw, gb = grads[i]
+            if w.dim() == 2:
+                torch.mm(g.t(), x, out=gw)
+                torch.sum(g, 0, out=gb)
+            else:
+                xt = x.t().expand(w.shape[0], *x.t().shape) if x.dim() == 2 else x.transpose(1, 2)
+                torch.bmm(xt, g, out=gw)
+                torch.sum(g, 1, keepdim=True, out=gb)
+        if i == 0:
+            if input_cols is None:
+                return None
+            w = w[:, input_cols] if w.dim() == 2 else w[:, input_cols, :]
+        g = g @ w if w.dim() == 2 else torch.bmm(g, w.transpose(1, 2))
+        if i > 0:
+            g = act.backward(g, x, trace.pre[i - 1])
+    return g
+
+
+# ---- the tanh-squashed Gaussian head ----
+
+LOG_2 = 0.6931471805599453
+LOG_SQRT_2PI = 0.9189385332046727
+
+
+def tanh_log_det_jacobian(u: Tensor) -> Tensor:
+    """log(1 - tanh(u)^2), in the stable form 2 (log 2 - u - softplus(-2u))."""
+    return 2.0 * (LOG_2 - u - torch.nn.functional.softplus(-2.0 * u))
+
+
+class SquashedSample(NamedTuple):
+    action: Tensor  # tanh(u), u = mean + std * eps
+    log_prob: Tensor  # [batch]
+    std: Tensor
+    eps: Tensor
+    log_std_raw: Tensor  # before clamping, for the clamp's gradient mask
+
+
+def squashed_gaussian(head: Tensor, eps: Tensor, log_std_min: float, log_std_max: float) -> SquashedSample:
+    """a = tanh(mean + std * eps) and log pi(a) = sum(log N(u; mean, std) - log(1 - tanh(u)^2))."""
+    mean, raw = head.chunk(2, dim=-1)
+    log_std = raw.clamp(log_std_min, log_std_max)
+    std = log_std.exp()
+    u = torch.addcmul(mean, std, eps)
+    log_prob = (-0.5 * eps.square() - log_std - LOG_SQRT_2PI - tanh_log_det_jacobian(u)).sum(-1)
+    return SquashedSample(torch.tanh(u), log_prob, std, eps, raw)
+
+
+def squashed_gaussian_backward(s: SquashedSample, grad_action: Tensor, grad_log_prob: Tensor,
+                               log_std_min: float, log_std_max: float) -> Tensor:
+    """Gradient w.r.t. the head's output [mean, log_std] for a reparameterized sample (eps held fixed).
+
+    d a/du = 1 - a^2; d log_prob/du = 2a (from -log(1 - tanh(u)^2)); d u/d log_std = std * eps;
+    d log_prob/d log_std = -1 directly; the clamp passes gradient only inside [log_std_min, log_std_max].
+    """
+    a = s.action
+    grad_u = torch.addcmul(grad_action * (1.0 - a.square()), a, 2.0 * grad_log_prob)
+    grad_log_std = torch.addcmul(-grad_log_prob, grad_u * s.std, s.eps)
+    in_range = (s.log_std_raw >= log_std_min) & (s.log_std_raw <= log_std_max)
+    return torch.cat([grad_u, grad_log_std * in_range], dim=-1)

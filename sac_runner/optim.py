@@ -1,0 +1,86 @@
+"""Parameters in one flat buffer, and Adam over that buffer in one fused kernel call.
+
+With every tensor of a network a view into one buffer (and every gradient a view into another), an
+optimizer step, a Polyak average or a finiteness check is a single op over one tensor instead of a loop
+over many small ones.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+
+class FlatParameters:
+    """Rebinds tensors (their .data and .grad) as views of one parameter buffer and one gradient buffer."""
+
+    def __init__(self, params: Sequence[Tensor], grads: bool = True):
+        params = list(params)
+        first = params[0]
+        self.data = torch.cat([p.detach().reshape(-1) for p in params])
+        self.grad = torch.zeros_like(self.data) if grads else None
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.data = self.data[offset:offset + n].view_as(p)
+            if grads:
+                p.grad = self.grad[offset:offset + n].view_as(p)
+            offset += n
+        assert first.data.data_ptr() == self.data.data_ptr()
+
+    def __len__(self) -> int:
+        return self.data.numel()
+
+
+class FlatAdam:
+    """Adam (Kingma & Ba 2015, as torch.optim.Adam without weight decay) over a FlatParameters buffer."""
+
+    def __init__(self, flat: FlatParameters, lr: float, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8):
+        self.flat = flat
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self.exp_avg = torch.zeros_like(flat.data)
+        self.exp_avg_sq = torch.zeros_like(flat.data)
+        self.steps = 0
+        self._step_tensor = torch.zeros((), device=flat.data.device)  # the fused kernel reads the count here
+        self._fused = _has_fused_adam(flat.data.device)
+
+    def step(self) -> None:
+        self.steps += 1
+        beta1, beta2 = self.betas
+        if self._fused:
+            self._step_tensor.fill_(self.steps)
+            torch._fused_adam_([self.flat.data], [self.flat.grad], [self.exp_avg], [self.exp_avg_sq], [],
+                               [self._step_tensor], lr=self.lr, beta1=beta1, beta2=beta2, weight_decay=0.0,
+                               eps=self.eps, amsgrad=False, maximize=False)
+            return
+        self.exp_avg.lerp_(self.flat.grad, 1 - beta1)
+        self.exp_avg_sq.mul_(beta2).addcmul_(self.flat.grad, self.flat.grad, value=1 - beta2)
+        bias_correction2_sqrt = (1 - beta2 ** self.steps) ** 0.5
+        denom = (self.exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.eps)
+        self.flat.data.addcdiv_(self.exp_avg, denom, value=-self.lr / (1 - beta1 ** self.steps))
+
+    def state_dict(self) -> dict:
+        return {"exp_avg": self.exp_avg.clone(), "exp_avg_sq": self.exp_avg_sq.clone(), "steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in ("exp_avg", "exp_avg_sq"):
+            if state[key].shape != self.exp_avg.shape:
+                raise ValueError(f"optimizer state '{key}' has shape {tuple(state[key].shape)}, "
+                                 f"expected {tuple(self.exp_avg.shape)}")
+        self.exp_avg.copy_(state["exp_avg"])
+        self.exp_avg_sq.copy_(state["exp_avg_sq"])
+        self.steps = int(state["steps"])
+
+
+def _has_fused_adam(device: torch.device) -> bool:
+    """torch._fused_adam_ is a private op: use it where this build has it for the device."""
+    try:
+        t = torch.zeros(1, device=device)
+        torch._fused_adam_([t.clone()], [t.clone()], [t.clone()], [t.clone()], [], [torch.ones((), device=device)],
+                           lr=1e-3, beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8, amsgrad=False,
+                           maximize=False)
+        return True
+    except (AttributeError, RuntimeError, TypeError):
+        return False
