@@ -20,18 +20,26 @@ aten = torch.ops.aten
 
 class Activation(NamedTuple):
     forward: Callable[[Tensor], Tensor]
-    # (grad of output, layer output, layer pre-activation or None) -> grad of pre-activation
+    # (matmul output, bias) -> activation of their sum, in place where the op allows
+    add_forward: Callable[[Tensor, Tensor], Tensor]
+    # (grad of output, layer output, layer pre-activation or None) -> grad of pre-activation (may reuse grad)
     backward: Callable[[Tensor, Tensor, Tensor | None], Tensor]
     needs_input: bool  # does the backward need the pre-activation (kept only then)
 
 
+def _activation(fn: Callable[[Tensor], Tensor], backward, needs_input: bool = False) -> Activation:
+    return Activation(fn, lambda z, b: fn(z.add_(b)), backward, needs_input)
+
+
+F = torch.nn.functional
 ACTIVATIONS: dict[str, Activation] = {
-    "relu": Activation(torch.relu_, lambda g, y, x: aten.threshold_backward(g, y, 0), False),
-    "tanh": Activation(torch.tanh_, lambda g, y, x: aten.tanh_backward(g, y), False),
-    "elu": Activation(lambda x: torch.nn.functional.elu(x),
-                      lambda g, y, x: aten.elu_backward(g, 1.0, 1, 1, True, y), False),
-    "gelu": Activation(lambda x: torch.nn.functional.gelu(x), lambda g, y, x: aten.gelu_backward(g, x), True),
-    "silu": Activation(lambda x: torch.nn.functional.silu(x), lambda g, y, x: aten.silu_backward(g, x), True),
+    # relu: bias add and relu in one pass; its backward masks the incoming gradient in place
+    "relu": Activation(torch.relu_, aten._add_relu_,
+                       lambda g, y, x: aten.threshold_backward.grad_input(g, y, 0, grad_input=g), False),
+    "tanh": _activation(torch.tanh_, lambda g, y, x: aten.tanh_backward.grad_input(g, y, grad_input=g)),
+    "elu": _activation(F.elu, lambda g, y, x: aten.elu_backward(g, 1.0, 1, 1, True, y)),
+    "gelu": _activation(F.gelu, lambda g, y, x: aten.gelu_backward(g, x), needs_input=True),
+    "silu": _activation(F.silu, lambda g, y, x: aten.silu_backward(g, x), needs_input=True),
 }
 
 Layer = tuple[Tensor, Tensor]  # (weight, bias)
@@ -51,27 +59,40 @@ def linear(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
     return torch.baddbmm(b, x, w)
 
 
+def hidden(x: Tensor, w: Tensor, b: Tensor, act: Activation) -> Tensor:
+    """act(x w + b), the bias added in the activation's pass rather than copied into the matmul output
+    (a fused op autograd cannot differentiate: under autograd, the plain composition)."""
+    if torch.is_grad_enabled():
+        return act.forward(linear(x, w, b))
+    if w.dim() == 2:
+        z = x @ w.t()
+    else:
+        z = torch.bmm(x.expand(w.shape[0], *x.shape) if x.dim() == 2 else x, w)
+    return act.add_forward(z, b)
+
+
 def mlp_forward(layers: Sequence[Layer], x: Tensor, act: Activation) -> tuple[Tensor, Trace]:
     """Hidden layers with `act`, a linear output layer. Returns the output and the trace for mlp_backward."""
     inputs, pre = [], []
-    last = len(layers) - 1
-    for i, (w, b) in enumerate(layers):
+    *hidden_layers, (w_out, b_out) = layers
+    for w, b in hidden_layers:
         inputs.append(x)
-        x = linear(x, w, b)
-        if i < last:
-            pre.append(x.clone() if act.needs_input else None)
-            x = act.forward(x)
-    return x, Trace(inputs, pre)
+        if act.needs_input:
+            pre.append(linear(x, w, b))
+            x = act.forward(pre[-1])
+        else:
+            pre.append(None)
+            x = hidden(x, w, b, act)
+    inputs.append(x)
+    return linear(x, w_out, b_out), Trace(inputs, pre)
 
 
 def mlp_output(layers: Sequence[Layer], x: Tensor, act: Activation) -> Tensor:
     """Forward pass that keeps nothing (targets, acting)."""
-    last = len(layers) - 1
-    for i, (w, b) in enumerate(layers):
-        x = linear(x, w, b)
-        if i < last:
-            x = act.forward(x)
-    return x
+    *hidden_layers, (w_out, b_out) = layers
+    for w, b in hidden_layers:
+        x = hidden(x, w, b, act)
+    return linear(x, w_out, b_out)
 
 
 def mlp_backward(layers: Sequence[Layer], trace: Trace, grad_out: Tensor, act: Activation,
@@ -99,7 +120,12 @@ def mlp_backward(layers: Sequence[Layer], trace: Trace, grad_out: Tensor, act: A
             if input_cols is None:
                 return None
             w = w[:, input_cols] if w.dim() == 2 else w[:, input_cols, :]
-        g = g @ w if w.dim() == 2 else torch.bmm(g, w.transpose(1, 2))
+        if w.dim() == 2:
+            g = g @ w
+        elif w.shape[2] == 1:  # a scalar output per member (the Q-value): an outer product, done as a broadcast
+            g = g * w.transpose(1, 2)
+        else:
+            g = torch.bmm(g, w.transpose(1, 2))
         if i > 0:
             g = act.backward(g, x, trace.pre[i - 1])
     return g

@@ -1,5 +1,5 @@
-"""SAC.update (batched critic ensemble, detached-critic actor step, fused Adam, foreach Polyak) against a
-plain reference update written one network at a time: same losses, gradients and parameters."""
+"""SAC.update (hand-derived gradients, batched critic ensemble, flat-buffer Adam and Polyak) against a plain
+autograd reference update written one network at a time: same losses, gradients and parameters."""
 import math
 
 import pytest
@@ -10,6 +10,7 @@ from torch.distributions import Normal
 from sac_runner.sac import SAC, Batch, SACConfig
 
 OBS_DIM, ACT_DIM, HIDDEN, BATCH = 11, 3, (32, 32), 64
+TORCH_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU}
 ATOL = 1e-5
 RTOL = 1e-4
 
@@ -21,7 +22,7 @@ class PlainActor(nn.Module):
         super().__init__()
         layers = []
         for src in agent.actor.hidden:
-            layers += [_copy_linear(src.weight, src.bias), nn.ReLU()]
+            layers += [_copy_linear(src.weight, src.bias), TORCH_ACTIVATIONS[agent.cfg.activation]()]
         layers.append(_copy_linear(agent.actor.head.weight, agent.actor.head.bias))
         self.net = nn.Sequential(*layers)
         self.log_std_min, self.log_std_max = agent.cfg.log_std_min, agent.cfg.log_std_max
@@ -44,13 +45,13 @@ def _copy_linear(weight, bias):
     return layer
 
 
-def plain_critics(ensemble) -> list[nn.Sequential]:
+def plain_critics(ensemble, activation: str) -> list[nn.Sequential]:
     """One nn.Linear stack per ensemble member. The ensemble stores w as [num_q, in, out], b as [num_q, 1, out]."""
     critics = []
     for i in range(ensemble.num_q):
         layers = []
         for w, b in zip(ensemble.weights, ensemble.biases):
-            layers += [_copy_linear(w[i].detach().T, b[i, 0].detach()), nn.ReLU()]
+            layers += [_copy_linear(w[i].detach().T, b[i, 0].detach()), TORCH_ACTIVATIONS[activation]()]
         critics.append(nn.Sequential(*layers[:-1]))
     return critics
 
@@ -66,8 +67,8 @@ class Reference:
         cfg = agent.cfg
         self.cfg = cfg
         self.actor = PlainActor(agent)
-        self.critics = plain_critics(agent.critic)
-        self.targets = plain_critics(agent.critic_target)
+        self.critics = plain_critics(agent.critic, cfg.activation)
+        self.targets = plain_critics(agent.critic_target, cfg.activation)
         for t in self.targets:
             t.requires_grad_(False)
         self.log_alpha = agent.log_alpha.detach().clone().requires_grad_(cfg.learn_alpha)
@@ -174,15 +175,22 @@ def make_batch(gen: torch.Generator, terminal_fraction: float) -> Batch:
     return Batch(randn(BATCH, OBS_DIM), action, randn(BATCH), randn(BATCH, OBS_DIM), terminated)
 
 
-@pytest.mark.parametrize("learn_alpha, terminal_fraction, target_update_interval", [
-    (True, 0.0, 1),
-    (True, 0.3, 1),
-    (False, 0.3, 1),
-    (True, 0.3, 2),
+@pytest.mark.parametrize("learn_alpha, terminal_fraction, target_update_interval, activation, log_std_bound", [
+    (True, 0.0, 1, "relu", 2.0),
+    (True, 0.3, 1, "relu", 2.0),
+    (False, 0.3, 1, "relu", 2.0),
+    (True, 0.3, 2, "relu", 2.0),
+    (True, 0.3, 1, "relu", 0.05),  # tight bounds: the clamp cuts the log-std gradient for many entries
+    (True, 0.3, 1, "tanh", 2.0),
+    (True, 0.3, 1, "elu", 2.0),
+    (True, 0.3, 1, "gelu", 2.0),
+    (True, 0.3, 1, "silu", 2.0),
 ])
-def test_fast_update_matches_plain_reference(learn_alpha, terminal_fraction, target_update_interval):
+def test_fast_update_matches_plain_reference(learn_alpha, terminal_fraction, target_update_interval, activation,
+                                             log_std_bound):
     cfg = SACConfig(hidden_sizes=HIDDEN, learn_alpha=learn_alpha, alpha=1.0 if learn_alpha else 0.2,
-                    target_entropy=-float(ACT_DIM), target_update_interval=target_update_interval)
+                    target_entropy=-float(ACT_DIM), target_update_interval=target_update_interval,
+                    activation=activation, log_std_min=-log_std_bound, log_std_max=log_std_bound)
     agent = SAC(OBS_DIM, ACT_DIM, cfg, seed=3)
     # Targets start equal to the online critics; move them apart so the Polyak step is visible.
     with torch.no_grad():
@@ -190,6 +198,11 @@ def test_fast_update_matches_plain_reference(learn_alpha, terminal_fraction, tar
             p.add_(0.5 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
     ref = Reference(agent)
     gen = torch.Generator().manual_seed(7)
+    if log_std_bound < 1.0:
+        with torch.no_grad():
+            raw_log_std = ref.actor.net(make_batch(torch.Generator().manual_seed(0), 0.0).obs)[:, ACT_DIM:]
+        clamped = (raw_log_std.abs() > log_std_bound).float().mean()
+        assert 0.2 < clamped < 0.8, f"the case should clamp some entries and not others: {clamped:.2f}"
 
     for step in range(3):
         batch = make_batch(gen, terminal_fraction)
