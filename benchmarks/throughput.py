@@ -24,6 +24,7 @@ waits for a team thread the scheduler has put aside); the script warns when the 
     python benchmarks/throughput.py                  # HalfCheetah, 3000 timed steps, 3 repeats
     python benchmarks/throughput.py --quick          # smoke check: 1 repeat, 1500 steps
     python benchmarks/throughput.py --precision bf16 --num-envs 1,4 --gradient-steps 1,2 --json out.json
+    python benchmarks/throughput.py --ours ours,ours+compile,ours-bf16,ours-bf16+compile
     python benchmarks/throughput.py --profile        # where the time goes in our loop and update
 """
 from __future__ import annotations
@@ -61,6 +62,7 @@ def compose_config(spec: dict, run_dir: str):
         "eval_every=0", "eval_episodes=1", "checkpoint_every=0", "progress=false",
         f"log_every={spec['log_every']}", f"num_envs={spec['num_envs']}",
         f"hyperparameters.gradient_steps={spec['gradient_steps']}", f"precision={spec['precision']}",
+        f"compile={str(spec.get('compile', False)).lower()}",
         f"run_dir={run_dir}",
     ]
     with initialize_config_module("sac_runner.conf", version_base="1.3"):
@@ -237,7 +239,7 @@ def warn_if_busy(usable_cores: int, threads: int) -> None:
 # ---------------------------------------------------------------- the comparison
 
 def compare(args) -> dict:
-    contenders = ["ours", "sb3"] + (["ours-bf16"] if args.precision == "bf16" else [])
+    contenders = [*args.ours, "sb3"]
     settings = [(n, g) for n in args.num_envs for g in args.gradient_steps]
     info = machine_info(args.threads)
     print(f"machine: {info['cpu']}; {info['cores']} cores ({info['usable_cores']} usable); "
@@ -254,7 +256,7 @@ def compare(args) -> dict:
             for contender in contenders:
                 spec = {"env": args.env, "threads": args.threads, "learning_starts": args.learning_starts,
                         "burn_in": args.burn_in, "num_envs": n, "gradient_steps": g, "log_every": args.log_every,
-                        "precision": "bf16" if contender.endswith("bf16") else "fp32",
+                        "precision": "bf16" if "bf16" in contender else "fp32", "compile": "compile" in contender,
                         "total_steps": args.learning_starts + args.burn_in + args.steps}
                 load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
                 result = run_child("sb3" if contender == "sb3" else "ours", spec, args.timeout, args.omp_wait_policy)
@@ -392,6 +394,15 @@ def profile(args) -> dict:
 
 # ---------------------------------------------------------------- CLI
 
+def variant_list(text: str) -> list[str]:
+    allowed = ("ours", "ours+compile", "ours-bf16", "ours-bf16+compile")
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [t for t in items if t not in allowed]
+    if bad or not items:
+        raise argparse.ArgumentTypeError(f"unknown configuration {', '.join(bad) or text!r}; allowed: {', '.join(allowed)}")
+    return items
+
+
 def int_list(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
@@ -406,8 +417,10 @@ def parse_args(argv=None):
     p.add_argument("--burn-in", type=int, help="learning steps run before the timer starts (default 200)")
     p.add_argument("--repeats", type=int, help="runs per contender and setting (default 3)")
     p.add_argument("--threads", type=int, default=2, help="torch threads in every run (default 2)")
+    p.add_argument("--ours", type=variant_list, default=["ours"],
+                   help="our configurations, comma list of ours | ours+compile | ours-bf16 | ours-bf16+compile")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="bf16 adds our precision=bf16 mode as a third contender")
+                   help="bf16: shorthand for --ours ours,ours-bf16+compile (the reduced-precision mode as advised)")
     p.add_argument("--num-envs", type=int_list, default=[1], help="comma list, e.g. 1,4")
     p.add_argument("--gradient-steps", type=int_list, default=[1], help="comma list, e.g. 1,2")
     p.add_argument("--log-every", type=int, default=500, help="our metrics row interval (the cross-check)")
@@ -428,6 +441,8 @@ def parse_args(argv=None):
     for key, value in defaults.items():
         if getattr(args, key) is None:  # flags given explicitly win over --quick
             setattr(args, key, value)
+    if args.precision == "bf16" and "ours-bf16+compile" not in args.ours:
+        args.ours = [*args.ours, "ours-bf16+compile"]
     if min(args.steps, args.repeats, args.threads) < 1 or args.learning_starts < 0 or args.burn_in < 0:
         p.error("--steps, --repeats and --threads must be >= 1; --learning-starts and --burn-in >= 0")
     return args

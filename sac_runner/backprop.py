@@ -5,6 +5,10 @@ bookkeeping costs about as much as the arithmetic on a CPU. Here each layer's ba
 (matmuls, bias sums, the activation's derivative), and weight gradients go straight into preallocated
 buffers. `tests/test_fast_update.py` checks every gradient against a plain autograd reference.
 
+Precision: each layer runs in its weight's dtype; inputs and gradients are cast on the way in. In bf16
+mode the hidden layers get bfloat16 copies of the weights and the output layers stay float32, so Q-values,
+log-probabilities and every optimizer quantity are float32 (gradient buffers are float32 in all modes).
+
 Layouts: a 2-D weight is nn.Linear's [out, in] (the actor); a 3-D weight is an ensemble's
 [members, in, out] with biases [members, 1, out] (the critics), whose input may be shared ([batch, in]).
 """
@@ -34,7 +38,8 @@ def _activation(fn: Callable[[Tensor], Tensor], backward, needs_input: bool = Fa
 F = torch.nn.functional
 ACTIVATIONS: dict[str, Activation] = {
     # relu: bias add and relu in one pass; its backward masks the incoming gradient in place
-    "relu": Activation(torch.relu_, aten._add_relu_,
+    "relu": Activation(torch.relu_, lambda z, b: aten._add_relu_(z, b) if z.dtype == torch.float32
+                       else torch.relu_(z.add_(b)),  # the fused op is float32-only
                        lambda g, y, x: aten.threshold_backward.grad_input(g, y, 0, grad_input=g), False),
     "tanh": _activation(torch.tanh_, lambda g, y, x: aten.tanh_backward.grad_input(g, y, grad_input=g)),
     "elu": _activation(F.elu, lambda g, y, x: aten.elu_backward(g, 1.0, 1, 1, True, y)),
@@ -76,6 +81,7 @@ def mlp_forward(layers: Sequence[Layer], x: Tensor, act: Activation) -> tuple[Te
     inputs, pre = [], []
     *hidden_layers, (w_out, b_out) = layers
     for w, b in hidden_layers:
+        x = x.to(w.dtype)
         inputs.append(x)
         if act.needs_input:
             pre.append(linear(x, w, b))
@@ -83,6 +89,7 @@ def mlp_forward(layers: Sequence[Layer], x: Tensor, act: Activation) -> tuple[Te
         else:
             pre.append(None)
             x = hidden(x, w, b, act)
+    x = x.to(w_out.dtype)
     inputs.append(x)
     return linear(x, w_out, b_out), Trace(inputs, pre)
 
@@ -91,8 +98,8 @@ def mlp_output(layers: Sequence[Layer], x: Tensor, act: Activation) -> Tensor:
     """Forward pass that keeps nothing (targets, acting)."""
     *hidden_layers, (w_out, b_out) = layers
     for w, b in hidden_layers:
-        x = hidden(x, w, b, act)
-    return linear(x, w_out, b_out)
+        x = hidden(x.to(w.dtype), w, b, act)
+    return linear(x.to(w_out.dtype), w_out, b_out)
 
 
 def mlp_backward(layers: Sequence[Layer], trace: Trace, grad_out: Tensor, act: Activation,
@@ -107,15 +114,16 @@ def mlp_backward(layers: Sequence[Layer], trace: Trace, grad_out: Tensor, act: A
     for i in range(len(layers) - 1, -1, -1):
         w, _ = layers[i]
         x = trace.inputs[i]
+        g = g.to(w.dtype)
         if grads is not None:
             gw, gb = grads[i]
             if w.dim() == 2:
-                torch.mm(g.t(), x, out=gw)
-                torch.sum(g, 0, out=gb)
+                _into(gw, torch.mm, g.t(), x)
+                torch.sum(g, 0, dtype=gb.dtype, out=gb)
             else:
                 xt = x.t().expand(w.shape[0], *x.t().shape) if x.dim() == 2 else x.transpose(1, 2)
-                torch.bmm(xt, g, out=gw)
-                torch.sum(g, 1, keepdim=True, out=gb)
+                _into(gw, torch.bmm, xt, g)
+                torch.sum(g, 1, keepdim=True, dtype=gb.dtype, out=gb)
         if i == 0:
             if input_cols is None:
                 return None
@@ -129,6 +137,14 @@ def mlp_backward(layers: Sequence[Layer], trace: Trace, grad_out: Tensor, act: A
         if i > 0:
             g = act.backward(g, x, trace.pre[i - 1])
     return g
+
+
+def _into(out: Tensor, matmul, a: Tensor, b: Tensor) -> None:
+    """out = a @ b, written in place; a low-precision product is converted into the float32 buffer."""
+    if a.dtype == out.dtype:
+        matmul(a, b, out=out)
+    else:
+        out.copy_(matmul(a, b))
 
 
 # ---- the tanh-squashed Gaussian head ----

@@ -33,6 +33,23 @@ class FlatParameters:
         return self.data.numel()
 
 
+class LowPrecisionCopy:
+    """The buffer of a FlatParameters in another dtype (bfloat16 matmul weights), refreshed by sync()."""
+
+    def __init__(self, source: FlatParameters, dtype: torch.dtype):
+        self.source = source
+        self.data = source.data.to(dtype)
+
+    def view_of(self, p: Tensor) -> Tensor:
+        """This copy's view of parameter p (which must live in the source buffer)."""
+        offset = (p.data_ptr() - self.source.data.data_ptr()) // p.element_size()
+        assert 0 <= offset and offset + p.numel() <= len(self.source), "not a view of this buffer"
+        return self.data[offset:offset + p.numel()].view_as(p)
+
+    def sync(self) -> None:
+        self.data.copy_(self.source.data)
+
+
 class FlatAdam:
     """Adam (Kingma & Ba 2015, as torch.optim.Adam without weight decay) over a FlatParameters buffer."""
 
@@ -42,27 +59,27 @@ class FlatAdam:
         self.lr, self.betas, self.eps = lr, betas, eps
         self.exp_avg = torch.zeros_like(flat.data)
         self.exp_avg_sq = torch.zeros_like(flat.data)
-        self.steps = 0
-        self._step_tensor = torch.zeros((), device=flat.data.device)  # the fused kernel reads the count here
+        self.step_count = torch.zeros((), device=flat.data.device)  # a tensor: no host sync, no recompiles
         self._fused = _has_fused_adam(flat.data.device)
 
     def step(self) -> None:
-        self.steps += 1
+        self.step_count.add_(1)
         beta1, beta2 = self.betas
-        if self._fused:
-            self._step_tensor.fill_(self.steps)
+        if self._fused and not torch.compiler.is_compiling():  # under torch.compile, inductor fuses the ops below
             torch._fused_adam_([self.flat.data], [self.flat.grad], [self.exp_avg], [self.exp_avg_sq], [],
-                               [self._step_tensor], lr=self.lr, beta1=beta1, beta2=beta2, weight_decay=0.0,
+                               [self.step_count], lr=self.lr, beta1=beta1, beta2=beta2, weight_decay=0.0,
                                eps=self.eps, amsgrad=False, maximize=False)
             return
         self.exp_avg.lerp_(self.flat.grad, 1 - beta1)
         self.exp_avg_sq.mul_(beta2).addcmul_(self.flat.grad, self.flat.grad, value=1 - beta2)
-        bias_correction2_sqrt = (1 - beta2 ** self.steps) ** 0.5
+        bias_correction1 = 1 - beta1 ** self.step_count
+        bias_correction2_sqrt = (1 - beta2 ** self.step_count).sqrt()
         denom = (self.exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.eps)
-        self.flat.data.addcdiv_(self.exp_avg, denom, value=-self.lr / (1 - beta1 ** self.steps))
+        self.flat.data.addcdiv_(self.exp_avg, denom * (-bias_correction1 / self.lr), value=1.0)
 
     def state_dict(self) -> dict:
-        return {"exp_avg": self.exp_avg.clone(), "exp_avg_sq": self.exp_avg_sq.clone(), "steps": self.steps}
+        return {"exp_avg": self.exp_avg.clone(), "exp_avg_sq": self.exp_avg_sq.clone(),
+                "step": self.step_count.clone()}
 
     def load_state_dict(self, state: dict) -> None:
         for key in ("exp_avg", "exp_avg_sq"):
@@ -71,7 +88,7 @@ class FlatAdam:
                                  f"expected {tuple(self.exp_avg.shape)}")
         self.exp_avg.copy_(state["exp_avg"])
         self.exp_avg_sq.copy_(state["exp_avg_sq"])
-        self.steps = int(state["steps"])
+        self.step_count.copy_(state["step"])
 
 
 def _has_fused_adam(device: torch.device) -> bool:

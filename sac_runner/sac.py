@@ -12,10 +12,10 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor
 
-from .backprop import (ACTIVATIONS, SquashedSample, Trace, mlp_backward, mlp_forward, mlp_output,
+from .backprop import (ACTIVATIONS, Layer, SquashedSample, Trace, mlp_backward, mlp_forward, mlp_output,
                        squashed_gaussian, squashed_gaussian_backward)
 from .networks import Actor, CriticEnsemble
-from .optim import FlatAdam, FlatParameters
+from .optim import FlatAdam, FlatParameters, LowPrecisionCopy
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +101,22 @@ class SAC:
         self.critic_optim = FlatAdam(self.critic_params, lr=cfg.lr)
         self.actor_optim = FlatAdam(self.actor_params, lr=cfg.lr)
         self.activation = ACTIVATIONS[cfg.activation]
+
+        # The layers the update computes with. In bf16 mode the hidden layers use bfloat16 copies of the
+        # weights, made from the float32 weights right before use; output layers stay float32.
+        self._low_precision: list[LowPrecisionCopy] = []
+        self._actor_layers = self.actor.layers()
+        self._critic_layers = self.critic.layers()
+        self._target_layers = self.critic_target.layers()
+        if cfg.precision == "bf16":
+            actor_low, self._critic_low, target_low = (LowPrecisionCopy(f, torch.bfloat16) for f in (
+                self.actor_params, self.critic_params, self.target_params))
+            self._low_precision = [actor_low, self._critic_low, target_low]
+            self._actor_layers = _hidden_from(actor_low, self._actor_layers)
+            self._critic_layers = _hidden_from(self._critic_low, self._critic_layers)
+            self._target_layers = _hidden_from(target_low, self._target_layers)
         self.num_updates = 0
-        self._update_fn: Callable[[Batch], dict[str, Tensor]] = self._update
+        self._update_fn: Callable[[Batch, Tensor], dict[str, Tensor]] = self._update
         if cfg.compile:
             self._update_fn = torch.compile(self._update)
 
@@ -121,35 +135,41 @@ class SAC:
 
         Returns scalar tensors (no host sync here; the caller reads them when it logs)."""
         with torch.no_grad():
-            metrics = self._update_fn(batch)
+            # noise drawn here, outside a compiled update (a generator cannot be traced); next_obs's first
+            n, act_dim = batch.action.shape
+            eps = torch.cat([torch.randn(n, act_dim, generator=self.generator, device=self.device)
+                             for _ in range(2)])
+            metrics = self._update_fn(batch, eps)
             self.num_updates += 1
             if self.num_updates % self.cfg.target_update_interval == 0:
                 polyak_update([self.target_params.data], [self.critic_params.data], self.cfg.tau)
         return metrics
 
-    def _update(self, b: Batch) -> dict[str, Tensor]:
+    def _update(self, b: Batch, eps: Tensor) -> dict[str, Tensor]:
         """The paper's update in its usual order (critics, then policy and temperature, each from the
         current parameters), with hand-derived gradients (backprop.py) in place of autograd."""
         cfg, act = self.cfg, self.activation
         n = b.obs.shape[0]
-        actor_layers, critic_layers = self.actor.layers(), self.critic.layers()
+        actor_layers, critic_layers = self._actor_layers, self._critic_layers
+        for copy in self._low_precision:
+            copy.sync()
         alpha = self.log_alpha.exp()
 
         # The policy on next_obs (for the target) and on obs (for the policy loss) in one pass: the actor's
-        # parameters do not change in between. Noise for next_obs is drawn first.
+        # parameters do not change in between.
         head, actor_trace = mlp_forward(actor_layers, torch.cat([b.next_obs, b.obs]), act)
-        eps = torch.cat([torch.randn(n, head.shape[1] // 2, generator=self.generator, device=self.device)
-                         for _ in range(2)])
         pi = squashed_gaussian(head, eps, cfg.log_std_min, cfg.log_std_max)
 
         # Critic step: J_Q against the soft target.
-        next_q = mlp_output(self.critic_target.layers(), torch.cat([b.next_obs, pi.action[:n]], dim=-1), act)
+        next_q = mlp_output(self._target_layers, torch.cat([b.next_obs, pi.action[:n]], dim=-1), act)
         target = soft_q_target(b.reward, b.terminated, next_q.amin(0).squeeze(-1), pi.log_prob[:n], alpha,
                                cfg.gamma)
         q, critic_trace = mlp_forward(critic_layers, torch.cat([b.obs, b.action], dim=-1), act)
         td = q - target.unsqueeze(-1)  # [num_q, batch, 1]
         mlp_backward(critic_layers, critic_trace, td / n, act, grads=self.critic.grad_layers())
         self.critic_optim.step()
+        if self._low_precision:
+            self._critic_low.sync()
 
         # Policy step through the stepped critics; gradients flow into the action only.
         action, log_prob = pi.action[n:], pi.log_prob[n:]
@@ -157,7 +177,7 @@ class SAC:
         q_min, argmin = q_pi.min(dim=0)
         grad_q = torch.zeros_like(q_pi).scatter_(0, argmin.unsqueeze(0), -1.0 / n)  # d J_pi / d Q_j
         grad_action = mlp_backward(critic_layers, q_trace, grad_q, act, grads=None,
-                                   input_cols=slice(self.obs_dim, None)).sum(0)
+                                   input_cols=slice(self.obs_dim, None)).sum(0, dtype=torch.float32)
         half = pi_half(pi, n)
         grad_head = squashed_gaussian_backward(half, grad_action, alpha / n, cfg.log_std_min, cfg.log_std_max)
         mlp_backward(actor_layers, trace_rows(actor_trace, n), grad_head, act, grads=self.actor.grad_layers())
@@ -214,6 +234,12 @@ class SAC:
         self.critic_optim.load_state_dict(state["critic_optim"])
         restore_generator(self.generator, state["generator"], fallback_seed=int(state["num_updates"]))
         self.num_updates = int(state["num_updates"])
+
+
+def _hidden_from(copy: LowPrecisionCopy, layers: list[Layer]) -> list[Layer]:
+    """Hidden layers from the low-precision copy, the output layer as it is."""
+    *middle, output = layers
+    return [(copy.view_of(w), copy.view_of(b)) for w, b in middle] + [output]
 
 
 def pi_half(s: SquashedSample, start: int) -> SquashedSample:
