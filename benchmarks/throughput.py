@@ -315,7 +315,8 @@ def profile(args) -> dict:
     start_at = args.learning_starts + args.burn_in
     spec = {"env": args.env, "threads": args.threads, "learning_starts": args.learning_starts,
             "burn_in": args.burn_in, "num_envs": args.num_envs[0], "gradient_steps": args.gradient_steps[0],
-            "log_every": args.log_every, "precision": args.profile_precision, "total_steps": start_at + loop_steps}
+            "log_every": args.log_every, "precision": args.profile_precision,
+            "compile": args.profile_compile, "total_steps": start_at + loop_steps}
     result: dict = {"machine": info, "spec": spec}
     with tempfile.TemporaryDirectory(prefix="bench_profile_") as run_dir:
         trainer = Trainer(compose_config(spec, run_dir))
@@ -434,6 +435,7 @@ def parse_args(argv=None):
     p.add_argument("--profile-updates", type=int, default=200)
     p.add_argument("--profile-top", type=int, default=15)
     p.add_argument("--profile-precision", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--profile-compile", action="store_true")
     p.add_argument("--child", nargs=2, metavar=("CONTENDER", "SPEC"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     defaults = {"repeats": 1, "steps": 1500, "burn_in": 100} if args.quick else \

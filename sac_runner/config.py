@@ -87,7 +87,7 @@ class Config:
     device: str = "auto"
     threads: int = 0
     precision: str = "fp32"
-    compile: bool = False
+    compile: Optional[bool] = None  # null: on with precision=bf16, off with fp32
     num_envs: int = 1
     checkpoint_every: int = 50_000
     keep_checkpoints: int = 3

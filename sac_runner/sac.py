@@ -117,6 +117,7 @@ class SAC:
             self._target_layers = _hidden_from(target_low, self._target_layers)
         self.num_updates = 0
         self._update_fn: Callable[[Batch, Tensor], dict[str, Tensor]] = self._update
+        self._compile_pending = cfg.compile
         if cfg.compile:
             self._update_fn = torch.compile(self._update)
 
@@ -139,11 +140,27 @@ class SAC:
             n, act_dim = batch.action.shape
             eps = torch.cat([torch.randn(n, act_dim, generator=self.generator, device=self.device)
                              for _ in range(2)])
-            metrics = self._update_fn(batch, eps)
+            if self._compile_pending:
+                metrics = self._first_compiled_update(batch, eps)
+            else:
+                metrics = self._update_fn(batch, eps)
             self.num_updates += 1
             if self.num_updates % self.cfg.target_update_interval == 0:
                 polyak_update([self.target_params.data], [self.critic_params.data], self.cfg.tau)
         return metrics
+
+    def _first_compiled_update(self, batch: Batch, eps: Tensor) -> dict[str, Tensor]:
+        """The first call compiles (seconds). Where that fails (no C++ compiler, say), training goes on eagerly:
+        compilation fails before the compiled code runs, so no parameter has moved."""
+        self._compile_pending = False
+        log.info("compiling the update with torch.compile (once, takes a few seconds)")
+        try:
+            return self._update_fn(batch, eps)
+        except Exception as e:  # inductor raises many types; none of them is the user's mistake
+            log.warning("torch.compile failed (%s: %s); the update runs eagerly", type(e).__name__,
+                        str(e).strip().splitlines()[0] if str(e).strip() else "")
+            self._update_fn = self._update
+            return self._update(batch, eps)
 
     def _update(self, b: Batch, eps: Tensor) -> dict[str, Tensor]:
         """The paper's update in its usual order (critics, then policy and temperature, each from the

@@ -134,7 +134,8 @@ class Trainer:
             hidden_sizes=tuple(n.hidden_sizes), activation=n.activation, log_std_min=n.log_std_min,
             log_std_max=n.log_std_max, lr=h.lr, gamma=h.gamma, tau=h.tau,
             target_update_interval=h.target_update_interval, learn_alpha=a.learn_alpha, alpha=a.alpha,
-            target_entropy=target_entropy, precision=cfg.precision, compile=cfg.compile,
+            target_entropy=target_entropy, precision=cfg.precision,
+            compile=cfg.compile if cfg.compile is not None else cfg.precision == "bf16",
         ), device=self.device, seed=cfg.seed)
         self.action_rng = np.random.default_rng(cfg.seed + 3)  # warm-up actions
         self._learning_starts = cfg.learning_starts

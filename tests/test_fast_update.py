@@ -239,3 +239,70 @@ def test_fast_update_matches_plain_reference(learn_alpha, terminal_fraction, tar
         assert_close(agent.log_alpha.detach(), ref.log_alpha.detach(), f"{at}: log_alpha")
     assert agent.num_updates == 3
 
+
+
+def _paired_agents(**overrides):
+    """Two agents with identical parameters and noise streams, the second built with `overrides`."""
+    base = dict(hidden_sizes=HIDDEN, target_entropy=-float(ACT_DIM))
+    return SAC(OBS_DIM, ACT_DIM, SACConfig(**base), seed=5), SAC(OBS_DIM, ACT_DIM, SACConfig(**base, **overrides), seed=5)
+
+
+def test_bf16_update_tracks_the_float32_update():
+    """bf16 mode computes the same update up to bfloat16 rounding of the hidden layers."""
+    fp32, bf16 = _paired_agents(precision="bf16")
+    batch = make_batch(torch.Generator().manual_seed(1), 0.2)
+    got, want = bf16.update(batch), fp32.update(batch)
+    for key in SAC.METRICS:
+        torch.testing.assert_close(got[key], want[key], rtol=3e-2, atol=3e-2, msg=lambda m: f"{key}: {m}")
+    for agent_fp32, agent_bf16, what in ((fp32.critic_params, bf16.critic_params, "critic"),
+                                         (fp32.actor_params, bf16.actor_params, "actor")):
+        g32, g16 = agent_fp32.grad, agent_bf16.grad
+        assert g16.dtype == torch.float32
+        cosine = torch.nn.functional.cosine_similarity(g32, g16, dim=0)
+        assert cosine > 0.99, f"{what} gradient direction differs: cosine {cosine:.4f}"
+        assert not torch.equal(g32, g16), f"{what}: bf16 mode computed in float32"
+    # the policy step used bfloat16 weights made from the critics after their step
+    assert torch.equal(bf16._critic_low.data, bf16.critic_params.data.to(torch.bfloat16))
+
+
+def test_flat_adam_matches_torch_adam_on_both_paths():
+    from sac_runner.optim import FlatAdam, FlatParameters
+
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(5, 3), (3,), (4, 5, 2)]
+    reference = [torch.randn(s, generator=gen, requires_grad=True) for s in shapes]
+    optim = torch.optim.Adam(reference, lr=1e-2, foreach=False)
+    flats = []
+    for fused in (True, False):
+        params = [p.detach().clone() for p in reference]
+        adam = FlatAdam(FlatParameters(params), lr=1e-2)
+        adam._fused = fused
+        flats.append((params, adam))
+    for _ in range(5):
+        grads = [torch.randn(s, generator=gen) for s in shapes]
+        for p, g in zip(reference, grads):
+            p.grad = g.clone()
+        optim.step()
+        for params, adam in flats:
+            for p, g in zip(params, grads):
+                p.grad.copy_(g)
+            adam.step()
+    for params, adam in flats:
+        for p, r in zip(params, reference):
+            torch.testing.assert_close(p, r.detach(), rtol=1e-5, atol=1e-6)
+        assert int(adam.step_count) == 5
+
+
+def test_compiled_update_matches_eager():
+    eager, compiled = _paired_agents(compile=True)
+    gen = torch.Generator().manual_seed(2)
+    for step in range(3):
+        batch = make_batch(gen, 0.2)
+        got, want = compiled.update(batch), eager.update(batch)
+        for key in SAC.METRICS:
+            assert_close(got[key], want[key], f"update {step + 1}: {key}")
+    assert compiled._update_fn is not compiled._update, "fell back to eager: compilation failed"
+    for a, b, what in ((compiled.critic_params, eager.critic_params, "critic"),
+                       (compiled.actor_params, eager.actor_params, "actor"),
+                       (compiled.target_params, eager.target_params, "target")):
+        assert_close(a.data, b.data, f"{what} parameters")
