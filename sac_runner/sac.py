@@ -182,8 +182,10 @@ class SAC:
         target = soft_q_target(b.reward, b.terminated, next_q.amin(0).squeeze(-1), pi.log_prob[:n], alpha,
                                cfg.gamma)
         q, critic_trace = mlp_forward(critic_layers, torch.cat([b.obs, b.action], dim=-1), act)
-        td = q - target.unsqueeze(-1)  # [num_q, batch, 1]
-        mlp_backward(critic_layers, critic_trace, td / n, act, grads=self.critic.grad_layers())
+        q = q.squeeze(-1)  # [num_q, batch]
+        loss_q = critic_loss(q, target)
+        grad_q = (q - target) / n  # d J_Q / d Q_j
+        mlp_backward(critic_layers, critic_trace, grad_q.unsqueeze(-1), act, grads=self.critic.grad_layers())
         self.critic_optim.step()
         if self._low_precision:
             self._critic_low.sync()
@@ -191,29 +193,25 @@ class SAC:
         # Policy step through the stepped critics; gradients flow into the action only.
         action, log_prob = pi.action[n:], pi.log_prob[n:]
         q_pi, q_trace = mlp_forward(critic_layers, torch.cat([b.obs, action], dim=-1), act)
-        q_min, argmin = q_pi.min(dim=0)
-        grad_q = torch.zeros_like(q_pi).scatter_(0, argmin.unsqueeze(0), -1.0 / n)  # d J_pi / d Q_j
-        grad_action = mlp_backward(critic_layers, q_trace, grad_q, act, grads=None,
+        q_min, argmin = q_pi.squeeze(-1).min(dim=0)
+        loss_pi = actor_loss(log_prob, q_min, alpha)
+        # d J_pi / d Q_j: -1/batch for the smaller of the critics, 0 for the other; d J_pi / d log pi: alpha/batch
+        grad_q_pi = torch.zeros_like(q_pi).scatter_(0, argmin.view(1, n, 1), -1.0 / n)
+        grad_action = mlp_backward(critic_layers, q_trace, grad_q_pi, act, grads=None,
                                    input_cols=slice(self.obs_dim, None)).sum(0, dtype=torch.float32)
-        half = pi_half(pi, n)
-        grad_head = squashed_gaussian_backward(half, grad_action, alpha / n, cfg.log_std_min, cfg.log_std_max)
+        grad_head = squashed_gaussian_backward(pi_half(pi, n), grad_action, alpha / n, cfg.log_std_min,
+                                               cfg.log_std_max)
         mlp_backward(actor_layers, trace_rows(actor_trace, n), grad_head, act, grads=self.actor.grad_layers())
         mean_log_prob = log_prob.mean()
         if cfg.learn_alpha:
+            loss_alpha = alpha_loss(self.log_alpha, log_prob, self.target_entropy)
             self.log_alpha.grad.copy_(-(mean_log_prob + self.target_entropy))  # d J(alpha) / d log alpha
-            loss_alpha = -self.log_alpha * (mean_log_prob + self.target_entropy)
         else:
             loss_alpha = torch.zeros((), device=self.device)
         self.actor_optim.step()
 
-        return {
-            "loss/critic": 0.5 * td.square().mean(dim=1).sum(),
-            "loss/actor": alpha * mean_log_prob - q_min.mean(),
-            "loss/alpha": loss_alpha,
-            "alpha": alpha,
-            "entropy": -mean_log_prob,
-            "q_mean": q.mean(),
-        }
+        return {"loss/critic": loss_q, "loss/actor": loss_pi, "loss/alpha": loss_alpha, "alpha": alpha,
+                "entropy": -mean_log_prob, "q_mean": q.mean()}
 
     @property
     def alpha(self) -> Tensor:

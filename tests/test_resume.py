@@ -246,3 +246,20 @@ def test_generator_state_from_another_device_type_reseeds_with_a_warning(caplog)
     restore_generator(generator, foreign, fallback_seed=7)
     assert "not bit-identical" in caplog.text
     assert torch.equal(torch.randn(3, generator=generator), torch.randn(3, generator=torch.Generator().manual_seed(7)))
+
+
+def test_bf16_run_compiles_trains_and_resumes(cfg_factory, tmp_path):
+    """precision=bf16 turns torch.compile on by itself; the run trains, checkpoints and continues from a checkpoint."""
+    trainer = Trainer(cfg_factory(*cheetah(total=300, every=150), "precision=bf16", "log_every=100"))
+    assert trainer.agent.cfg.compile and trainer.agent.cfg.precision == "bf16"
+    trainer.train()
+    assert trainer.agent._update_fn is not trainer.agent._update, "compilation failed and fell back to eager"
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss/critic"] for r in rows if "loss/critic" in r]
+    assert losses and all(torch.isfinite(torch.tensor(losses)))
+    assert all(p.dtype == torch.float32 for p in trainer.agent.critic.parameters())  # master weights stay fp32
+
+    resumed = Trainer(cfg_factory(*cheetah(total=450, every=150), "precision=bf16", "log_every=100"))
+    assert resumed.step == 300 and resumed.agent.num_updates == trainer.agent.num_updates
+    resumed.train()
+    assert resumed.step == 450
