@@ -38,8 +38,8 @@ def _activation(fn: Callable[[Tensor], Tensor], backward, needs_input: bool = Fa
 F = torch.nn.functional
 ACTIVATIONS: dict[str, Activation] = {
     # relu: bias add and relu in one pass; its backward masks the incoming gradient in place
-    "relu": Activation(torch.relu_, lambda z, b: aten._add_relu_(z, b) if z.dtype == torch.float32
-                       else torch.relu_(z.add_(b)),  # the fused op is float32-only
+    "relu": Activation(torch.relu_, lambda z, b: aten._add_relu_(z, b) if z.is_cpu and z.dtype == torch.float32
+                       else torch.relu_(z.add_(b)),  # the fused op: CPU and float32 only
                        lambda g, y, x: aten.threshold_backward.grad_input(g, y, 0, grad_input=g), False),
     "tanh": _activation(torch.tanh_, lambda g, y, x: aten.tanh_backward.grad_input(g, y, grad_input=g)),
     "elu": _activation(F.elu, lambda g, y, x: aten.elu_backward(g, 1.0, 1, 1, True, y)),

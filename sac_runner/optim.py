@@ -6,6 +6,7 @@ over many small ones.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -54,32 +55,45 @@ class FlatAdam:
     """Adam (Kingma & Ba 2015, as torch.optim.Adam without weight decay) over a FlatParameters buffer."""
 
     def __init__(self, flat: FlatParameters, lr: float, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8):
+                 eps: float = 1e-8, compiled: bool = False):
         self.flat = flat
         self.lr, self.betas, self.eps = lr, betas, eps
         self.exp_avg = torch.zeros_like(flat.data)
         self.exp_avg_sq = torch.zeros_like(flat.data)
-        self.step_count = torch.zeros((), device=flat.data.device)  # a tensor: no host sync, no recompiles
-        self._fused = _has_fused_adam(flat.data.device)
+        device = flat.data.device
+        self.steps = 0  # counted on the host: the bias corrections never need a read from the device
+        self.step_count = torch.zeros((), device=device)  # the same count as the fused kernel reads it
+        self._step_size = torch.zeros((), device=device)  # lr / (1 - beta1^t)
+        self._bias_correction2_sqrt = torch.ones((), device=device)  # sqrt(1 - beta2^t)
+        self._fused = _has_fused_adam(device) and not compiled  # under torch.compile inductor fuses the formula
+
+    def advance(self) -> None:
+        """Count the coming step and set its bias corrections. Called before step(), outside a compiled update:
+        there, Python numbers would be constants and recompile the graph every step."""
+        self.steps += 1
+        beta1, beta2 = self.betas
+        self.step_count.fill_(self.steps)
+        self._step_size.fill_(self.lr / (1 - beta1 ** self.steps))
+        self._bias_correction2_sqrt.fill_(math.sqrt(1 - beta2 ** self.steps))
+
+    def run_eagerly(self) -> None:
+        """Steps from now on are not compiled: the fused kernel where this build has one."""
+        self._fused = _has_fused_adam(self.flat.data.device)
 
     def step(self) -> None:
-        self.step_count.add_(1)
         beta1, beta2 = self.betas
-        if self._fused and not torch.compiler.is_compiling():  # under torch.compile, inductor fuses the ops below
+        if self._fused and not torch.compiler.is_compiling():
             torch._fused_adam_([self.flat.data], [self.flat.grad], [self.exp_avg], [self.exp_avg_sq], [],
                                [self.step_count], lr=self.lr, beta1=beta1, beta2=beta2, weight_decay=0.0,
                                eps=self.eps, amsgrad=False, maximize=False)
             return
         self.exp_avg.lerp_(self.flat.grad, 1 - beta1)
         self.exp_avg_sq.mul_(beta2).addcmul_(self.flat.grad, self.flat.grad, value=1 - beta2)
-        bias_correction1 = 1 - beta1 ** self.step_count
-        bias_correction2_sqrt = (1 - beta2 ** self.step_count).sqrt()
-        denom = (self.exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.eps)
-        self.flat.data.addcdiv_(self.exp_avg, denom * (-bias_correction1 / self.lr), value=1.0)
+        denom = (self.exp_avg_sq.sqrt() / self._bias_correction2_sqrt).add_(self.eps)
+        self.flat.data.addcdiv_(self.exp_avg, denom / -self._step_size)
 
     def state_dict(self) -> dict:
-        return {"exp_avg": self.exp_avg.clone(), "exp_avg_sq": self.exp_avg_sq.clone(),
-                "step": self.step_count.clone()}
+        return {"exp_avg": self.exp_avg.clone(), "exp_avg_sq": self.exp_avg_sq.clone(), "steps": self.steps}
 
     def load_state_dict(self, state: dict) -> None:
         for key in ("exp_avg", "exp_avg_sq"):
@@ -88,7 +102,8 @@ class FlatAdam:
                                  f"expected {tuple(self.exp_avg.shape)}")
         self.exp_avg.copy_(state["exp_avg"])
         self.exp_avg_sq.copy_(state["exp_avg_sq"])
-        self.step_count.copy_(state["step"])
+        self.steps = int(state["steps"])
+        self.step_count.fill_(self.steps)
 
 
 def _has_fused_adam(device: torch.device) -> bool:

@@ -98,8 +98,8 @@ class SAC:
         self.critic_params = FlatParameters(self.critic.param_list())
         self.target_params = FlatParameters(self.critic_target.param_list(), grads=False)
         self.actor_params = FlatParameters([*self.actor.parameters(), *([self.log_alpha] if cfg.learn_alpha else [])])
-        self.critic_optim = FlatAdam(self.critic_params, lr=cfg.lr)
-        self.actor_optim = FlatAdam(self.actor_params, lr=cfg.lr)
+        self.critic_optim = FlatAdam(self.critic_params, lr=cfg.lr, compiled=cfg.compile)
+        self.actor_optim = FlatAdam(self.actor_params, lr=cfg.lr, compiled=cfg.compile)
         self.activation = ACTIVATIONS[cfg.activation]
 
         # The layers the update computes with. In bf16 mode the hidden layers use bfloat16 copies of the
@@ -140,6 +140,8 @@ class SAC:
             n, act_dim = batch.action.shape
             eps = torch.cat([torch.randn(n, act_dim, generator=self.generator, device=self.device)
                              for _ in range(2)])
+            self.critic_optim.advance()
+            self.actor_optim.advance()
             if self._compile_pending:
                 metrics = self._first_compiled_update(batch, eps)
             else:
@@ -160,6 +162,8 @@ class SAC:
             log.warning("torch.compile failed (%s: %s); the update runs eagerly", type(e).__name__,
                         str(e).strip().splitlines()[0] if str(e).strip() else "")
             self._update_fn = self._update
+            self.critic_optim.run_eagerly()
+            self.actor_optim.run_eagerly()
             return self._update(batch, eps)
 
     def _update(self, b: Batch, eps: Tensor) -> dict[str, Tensor]:

@@ -273,11 +273,10 @@ def test_flat_adam_matches_torch_adam_on_both_paths():
     reference = [torch.randn(s, generator=gen, requires_grad=True) for s in shapes]
     optim = torch.optim.Adam(reference, lr=1e-2, foreach=False)
     flats = []
-    for fused in (True, False):
+    for compiled in (False, True):  # the fused kernel, and the formula that torch.compile fuses
         params = [p.detach().clone() for p in reference]
-        adam = FlatAdam(FlatParameters(params), lr=1e-2)
-        adam._fused = fused
-        flats.append((params, adam))
+        flats.append((params, FlatAdam(FlatParameters(params), lr=1e-2, compiled=compiled)))
+    assert flats[0][1]._fused and not flats[1][1]._fused
     for _ in range(5):
         grads = [torch.randn(s, generator=gen) for s in shapes]
         for p, g in zip(reference, grads):
@@ -286,11 +285,12 @@ def test_flat_adam_matches_torch_adam_on_both_paths():
         for params, adam in flats:
             for p, g in zip(params, grads):
                 p.grad.copy_(g)
+            adam.advance()
             adam.step()
     for params, adam in flats:
         for p, r in zip(params, reference):
             torch.testing.assert_close(p, r.detach(), rtol=1e-5, atol=1e-6)
-        assert int(adam.step_count) == 5
+        assert adam.steps == 5
 
 
 def test_compiled_update_matches_eager():
@@ -306,3 +306,22 @@ def test_compiled_update_matches_eager():
                        (compiled.actor_params, eager.actor_params, "actor"),
                        (compiled.target_params, eager.target_params, "target")):
         assert_close(a.data, b.data, f"{what} parameters")
+
+
+def test_failed_compile_warns_and_runs_the_same_update_eagerly(monkeypatch, caplog):
+    def broken_compile(fn, **kwargs):
+        def compiled(*args, **kw):
+            raise RuntimeError("InductorError: no working C++ compiler")
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    eager, fallback = _paired_agents(compile=True)
+    gen = torch.Generator().manual_seed(4)
+    for step in range(2):
+        batch = make_batch(gen, 0.2)
+        got, want = fallback.update(batch), eager.update(batch)
+        for key in SAC.METRICS:
+            assert_close(got[key], want[key], f"update {step + 1}: {key}")
+    assert fallback._update_fn == fallback._update
+    assert_close(fallback.actor_params.data, eager.actor_params.data, "actor parameters")
+    assert "torch.compile failed (RuntimeError: InductorError: no working C++ compiler)" in caplog.text
