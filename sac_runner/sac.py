@@ -103,20 +103,20 @@ class SAC:
         self.activation = ACTIVATIONS[cfg.activation]
 
         # The layers the update computes with. In bf16 mode the hidden layers use bfloat16 copies of the
-        # weights, made from the float32 weights right before use; output layers stay float32.
-        self._low_precision: list[LowPrecisionCopy] = []
+        # weights, refreshed wherever the float32 weights change (in the update right after each step, where
+        # the compiler fuses the copy into the step; and on load); output layers stay float32.
+        self._low_precision: dict[str, LowPrecisionCopy] = {}
         self._actor_layers = self.actor.layers()
         self._critic_layers = self.critic.layers()
         self._target_layers = self.critic_target.layers()
         if cfg.precision == "bf16":
-            actor_low, self._critic_low, target_low = (LowPrecisionCopy(f, torch.bfloat16) for f in (
-                self.actor_params, self.critic_params, self.target_params))
-            self._low_precision = [actor_low, self._critic_low, target_low]
-            self._actor_layers = _hidden_from(actor_low, self._actor_layers)
-            self._critic_layers = _hidden_from(self._critic_low, self._critic_layers)
-            self._target_layers = _hidden_from(target_low, self._target_layers)
+            self._low_precision = {name: LowPrecisionCopy(flat, torch.bfloat16) for name, flat in (
+                ("actor", self.actor_params), ("critic", self.critic_params), ("target", self.target_params))}
+            self._actor_layers = _hidden_from(self._low_precision["actor"], self._actor_layers)
+            self._critic_layers = _hidden_from(self._low_precision["critic"], self._critic_layers)
+            self._target_layers = _hidden_from(self._low_precision["target"], self._target_layers)
         self.num_updates = 0
-        self._update_fn: Callable[[Batch, Tensor], dict[str, Tensor]] = self._update
+        self._update_fn: Callable[[Batch, Tensor, bool], dict[str, Tensor]] = self._update
         self._compile_pending = cfg.compile
         if cfg.compile:
             self._update_fn = torch.compile(self._update)
@@ -142,38 +142,35 @@ class SAC:
                              for _ in range(2)])
             self.critic_optim.advance()
             self.actor_optim.advance()
+            polyak = (self.num_updates + 1) % self.cfg.target_update_interval == 0
             if self._compile_pending:
-                metrics = self._first_compiled_update(batch, eps)
+                metrics = self._first_compiled_update(batch, eps, polyak)
             else:
-                metrics = self._update_fn(batch, eps)
+                metrics = self._update_fn(batch, eps, polyak)
             self.num_updates += 1
-            if self.num_updates % self.cfg.target_update_interval == 0:
-                polyak_update([self.target_params.data], [self.critic_params.data], self.cfg.tau)
         return metrics
 
-    def _first_compiled_update(self, batch: Batch, eps: Tensor) -> dict[str, Tensor]:
+    def _first_compiled_update(self, batch: Batch, eps: Tensor, polyak: bool) -> dict[str, Tensor]:
         """The first call compiles (seconds). Where that fails (no C++ compiler, say), training goes on eagerly:
         compilation fails before the compiled code runs, so no parameter has moved."""
         self._compile_pending = False
         log.info("compiling the update with torch.compile (once, takes a few seconds)")
         try:
-            return self._update_fn(batch, eps)
+            return self._update_fn(batch, eps, polyak)
         except Exception as e:  # inductor raises many types; none of them is the user's mistake
             log.warning("torch.compile failed (%s: %s); the update runs eagerly", type(e).__name__,
                         str(e).strip().splitlines()[0] if str(e).strip() else "")
             self._update_fn = self._update
             self.critic_optim.run_eagerly()
             self.actor_optim.run_eagerly()
-            return self._update(batch, eps)
+            return self._update(batch, eps, polyak)
 
-    def _update(self, b: Batch, eps: Tensor) -> dict[str, Tensor]:
+    def _update(self, b: Batch, eps: Tensor, polyak: bool) -> dict[str, Tensor]:
         """The paper's update in its usual order (critics, then policy and temperature, each from the
         current parameters), with hand-derived gradients (backprop.py) in place of autograd."""
         cfg, act = self.cfg, self.activation
         n = b.obs.shape[0]
         actor_layers, critic_layers = self._actor_layers, self._critic_layers
-        for copy in self._low_precision:
-            copy.sync()
         alpha = self.log_alpha.exp()
 
         # The policy on next_obs (for the target) and on obs (for the policy loss) in one pass: the actor's
@@ -191,8 +188,7 @@ class SAC:
         grad_q = (q - target) / n  # d J_Q / d Q_j
         mlp_backward(critic_layers, critic_trace, grad_q.unsqueeze(-1), act, grads=self.critic.grad_layers())
         self.critic_optim.step()
-        if self._low_precision:
-            self._critic_low.sync()
+        self._sync_low_precision("critic")
 
         # Policy step through the stepped critics; gradients flow into the action only.
         action, log_prob = pi.action[n:], pi.log_prob[n:]
@@ -213,9 +209,18 @@ class SAC:
         else:
             loss_alpha = torch.zeros((), device=self.device)
         self.actor_optim.step()
+        self._sync_low_precision("actor")
+        if polyak:
+            polyak_update([self.target_params.data], [self.critic_params.data], cfg.tau)
+            self._sync_low_precision("target")
 
         return {"loss/critic": loss_q, "loss/actor": loss_pi, "loss/alpha": loss_alpha, "alpha": alpha,
                 "entropy": -mean_log_prob, "q_mean": q.mean()}
+
+    def _sync_low_precision(self, *names: str) -> None:
+        for name in names or tuple(self._low_precision):
+            if name in self._low_precision:
+                self._low_precision[name].sync()
 
     @property
     def alpha(self) -> Tensor:
@@ -253,6 +258,7 @@ class SAC:
         self.critic_optim.load_state_dict(state["critic_optim"])
         restore_generator(self.generator, state["generator"], fallback_seed=int(state["num_updates"]))
         self.num_updates = int(state["num_updates"])
+        self._sync_low_precision()
 
 
 def _hidden_from(copy: LowPrecisionCopy, layers: list[Layer]) -> list[Layer]:

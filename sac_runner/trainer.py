@@ -55,6 +55,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def warn_if_bf16_is_emulated(precision: str, device: torch.device) -> None:
+    if precision != "bf16" or device.type != "cpu":
+        return
+    native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)() or \
+        getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    if not native:
+        log.warning("precision=bf16 on a CPU without native bfloat16 (no AVX-512 BF16 or AMX): the matmuls are "
+                    "emulated and slower than precision=fp32")
+
+
 def run_identity(cfg: DictConfig) -> tuple[str, str, list[str]]:
     """A readable W&B run name, a group shared by the seeds of one configuration, and tags."""
     a = cfg.algorithm
@@ -112,6 +122,7 @@ class Trainer:
         self.ckpt_dir = run_dir / "checkpoints"
         _check_writable(run_dir)
         self.device = resolve_device(cfg.device)
+        warn_if_bf16_is_emulated(cfg.precision, self.device)
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         keep_freed_memory()

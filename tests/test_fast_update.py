@@ -262,7 +262,8 @@ def test_bf16_update_tracks_the_float32_update():
         assert cosine > 0.99, f"{what} gradient direction differs: cosine {cosine:.4f}"
         assert not torch.equal(g32, g16), f"{what}: bf16 mode computed in float32"
     # the policy step used bfloat16 weights made from the critics after their step
-    assert torch.equal(bf16._critic_low.data, bf16.critic_params.data.to(torch.bfloat16))
+    for name, flat in (("critic", bf16.critic_params), ("actor", bf16.actor_params), ("target", bf16.target_params)):
+        assert torch.equal(bf16._low_precision[name].data, flat.data.to(torch.bfloat16)), f"stale {name} copy"
 
 
 def test_flat_adam_matches_torch_adam_on_both_paths():
