@@ -294,14 +294,19 @@ def test_flat_adam_matches_torch_adam_on_both_paths():
         assert adam.steps == 5
 
 
-def test_compiled_update_matches_eager():
-    eager, compiled = _paired_agents(compile=True)
-    gen = torch.Generator().manual_seed(2)
-    for step in range(3):
+def _same_updates(agent: SAC, reference: SAC, updates: int, seed: int) -> None:
+    """Both agents take the same batches; their reported losses and statistics must agree."""
+    gen = torch.Generator().manual_seed(seed)
+    for step in range(updates):
         batch = make_batch(gen, 0.2)
-        got, want = compiled.update(batch), eager.update(batch)
+        got, want = agent.update(batch), reference.update(batch)
         for key in SAC.METRICS:
             assert_close(got[key], want[key], f"update {step + 1}: {key}")
+
+
+def test_compiled_update_matches_eager():
+    eager, compiled = _paired_agents(compile=True)
+    _same_updates(compiled, eager, updates=3, seed=2)
     assert compiled._update_fn is not compiled._update, "fell back to eager: compilation failed"
     for a, b, what in ((compiled.critic_params, eager.critic_params, "critic"),
                        (compiled.actor_params, eager.actor_params, "actor"),
@@ -317,12 +322,7 @@ def test_failed_compile_warns_and_runs_the_same_update_eagerly(monkeypatch, capl
 
     monkeypatch.setattr(torch, "compile", broken_compile)
     eager, fallback = _paired_agents(compile=True)
-    gen = torch.Generator().manual_seed(4)
-    for step in range(2):
-        batch = make_batch(gen, 0.2)
-        got, want = fallback.update(batch), eager.update(batch)
-        for key in SAC.METRICS:
-            assert_close(got[key], want[key], f"update {step + 1}: {key}")
+    _same_updates(fallback, eager, updates=2, seed=4)
     assert fallback._update_fn == fallback._update
     assert_close(fallback.actor_params.data, eager.actor_params.data, "actor parameters")
     assert "torch.compile failed (RuntimeError: InductorError: no working C++ compiler)" in caplog.text
