@@ -81,7 +81,7 @@ def mlp_forward(layers: Sequence[Layer], x: Tensor, act: Activation) -> tuple[Te
     inputs, pre = [], []
     *hidden_layers, (w_out, b_out) = layers
     for w, b in hidden_layers:
-        x = x.to(w.dtype)
+        x = _as(x, w)
         inputs.append(x)
         if act.needs_input:
             pre.append(linear(x, w, b))
@@ -89,7 +89,7 @@ def mlp_forward(layers: Sequence[Layer], x: Tensor, act: Activation) -> tuple[Te
         else:
             pre.append(None)
             x = hidden(x, w, b, act)
-    x = x.to(w_out.dtype)
+    x = _as(x, w_out)
     inputs.append(x)
     return linear(x, w_out, b_out), Trace(inputs, pre)
 
@@ -98,8 +98,8 @@ def mlp_output(layers: Sequence[Layer], x: Tensor, act: Activation) -> Tensor:
     """Forward pass that keeps nothing (targets, acting)."""
     *hidden_layers, (w_out, b_out) = layers
     for w, b in hidden_layers:
-        x = hidden(x.to(w.dtype), w, b, act)
-    return linear(x.to(w_out.dtype), w_out, b_out)
+        x = hidden(_as(x, w), w, b, act)
+    return linear(_as(x, w_out), w_out, b_out)
 
 
 def mlp_backward(layers: Sequence[Layer], trace: Trace, grad_out: Tensor, act: Activation,
@@ -114,7 +114,7 @@ def mlp_backward(layers: Sequence[Layer], trace: Trace, grad_out: Tensor, act: A
     for i in range(len(layers) - 1, -1, -1):
         w, _ = layers[i]
         x = trace.inputs[i]
-        g = g.to(w.dtype)
+        g = _as(g, w)
         if grads is not None:
             gw, gb = grads[i]
             if w.dim() == 2:
@@ -137,6 +137,10 @@ def mlp_backward(layers: Sequence[Layer], trace: Trace, grad_out: Tensor, act: A
         if i > 0:
             g = act.backward(g, x, trace.pre[i - 1])
     return g
+
+
+def _as(x: Tensor, like: Tensor) -> Tensor:
+    return x if x.dtype == like.dtype else x.to(like.dtype)
 
 
 def _into(out: Tensor, matmul, a: Tensor, b: Tensor) -> None:

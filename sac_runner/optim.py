@@ -71,14 +71,17 @@ class FlatAdam:
         """Count the coming step and set its bias corrections. Called before step(), outside a compiled update:
         there, Python numbers would be constants and recompile the graph every step."""
         self.steps += 1
-        beta1, beta2 = self.betas
-        self.step_count.fill_(self.steps)
-        self._step_size.fill_(self.lr / (1 - beta1 ** self.steps))
-        self._bias_correction2_sqrt.fill_(math.sqrt(1 - beta2 ** self.steps))
+        if self._fused:
+            self.step_count.fill_(self.steps)
+        else:
+            beta1, beta2 = self.betas
+            self._step_size.fill_(self.lr / (1 - beta1 ** self.steps))
+            self._bias_correction2_sqrt.fill_(math.sqrt(1 - beta2 ** self.steps))
 
     def run_eagerly(self) -> None:
         """Steps from now on are not compiled: the fused kernel where this build has one."""
         self._fused = _has_fused_adam(self.flat.data.device)
+        self.step_count.fill_(self.steps)
 
     def step(self) -> None:
         beta1, beta2 = self.betas

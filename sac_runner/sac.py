@@ -109,6 +109,7 @@ class SAC:
         self._actor_layers = self.actor.layers()
         self._critic_layers = self.critic.layers()
         self._target_layers = self.critic_target.layers()
+        self._critic_grads, self._actor_grads = self.critic.grad_layers(), self.actor.grad_layers()
         if cfg.precision == "bf16":
             self._low_precision = {name: LowPrecisionCopy(flat, torch.bfloat16) for name, flat in (
                 ("actor", self.actor_params), ("critic", self.critic_params), ("target", self.target_params))}
@@ -186,7 +187,7 @@ class SAC:
         q = q.squeeze(-1)  # [num_q, batch]
         loss_q = critic_loss(q, target)
         grad_q = (q - target) / n  # d J_Q / d Q_j
-        mlp_backward(critic_layers, critic_trace, grad_q.unsqueeze(-1), act, grads=self.critic.grad_layers())
+        mlp_backward(critic_layers, critic_trace, grad_q.unsqueeze(-1), act, grads=self._critic_grads)
         self.critic_optim.step()
         self._sync_low_precision("critic")
 
@@ -201,7 +202,7 @@ class SAC:
                                    input_cols=slice(self.obs_dim, None)).sum(0, dtype=torch.float32)
         grad_head = squashed_gaussian_backward(pi_half(pi, n), grad_action, alpha / n, cfg.log_std_min,
                                                cfg.log_std_max)
-        mlp_backward(actor_layers, trace_rows(actor_trace, n), grad_head, act, grads=self.actor.grad_layers())
+        mlp_backward(actor_layers, trace_rows(actor_trace, n), grad_head, act, grads=self._actor_grads)
         mean_log_prob = log_prob.mean()
         if cfg.learn_alpha:
             loss_alpha = alpha_loss(self.log_alpha, log_prob, self.target_entropy)
