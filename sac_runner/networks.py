@@ -26,9 +26,12 @@ class Actor(nn.Module):
         self.activation = ACTIVATIONS[activation]
         self.act_dim = act_dim
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
+        # The parameter objects stay the same through .to() and loads (only their data changes): listed once,
+        # for acting's sake (a module attribute lookup per layer and call is a measurable share of an action).
+        self._layers = [(m.weight, m.bias) for m in (*self.hidden, self.head)]
 
     def layers(self) -> list[Layer]:
-        return [(m.weight, m.bias) for m in (*self.hidden, self.head)]
+        return list(self._layers)
 
     def grad_layers(self) -> list[Layer]:
         return [(w.grad, b.grad) for w, b in self.layers()]

@@ -24,6 +24,7 @@ class ReplayBuffer:
         self.generator.manual_seed(seed)
         o, a = obs_dim, act_dim
         self._slices = (slice(0, o), slice(o, o + a), o + a, slice(o + a + 1, 2 * o + a + 1), 2 * o + a + 1)
+        self._host_rows = self.storage.numpy() if self.device.type == "cpu" else None  # shares the memory
 
     def __len__(self) -> int:
         return self.size
@@ -32,6 +33,12 @@ class ReplayBuffer:
             terminated: np.ndarray) -> None:
         """Add n transitions (leading dim n): next_obs is the true next state, also at episode ends."""
         n = obs.shape[0]
+        if n == 1 and self._host_rows is not None:  # one row on the CPU: written in place, no tensor ops
+            row, (o, a, r, no, t) = self._host_rows[self.pos], self._slices
+            row[o], row[a], row[r], row[no], row[t] = obs[0], action[0], reward[0], next_obs[0], terminated[0]
+            self.pos = (self.pos + 1) % self.capacity
+            self.size = min(self.size + 1, self.capacity)
+            return
         rows = np.concatenate(
             [obs, action, reward.reshape(n, 1), next_obs, terminated.reshape(n, 1)], axis=1, dtype=np.float32
         )

@@ -115,3 +115,33 @@ def test_critic_gradients_come_from_the_critic_loss_only():
     assert metrics["loss/critic"].item() == pytest.approx(loss.item(), rel=1e-6)
     for p, g in zip(agent.critic.param_list(), expected):
         assert torch.allclose(p.grad, g, atol=1e-7)
+
+
+def test_replay_buffer_rows_and_ring_wraparound():
+    """Single-row writes (in place on the CPU) and batched writes store the same layout; the ring wraps."""
+    import numpy as np
+
+    from sac_runner.replay import ReplayBuffer
+
+    buf = ReplayBuffer(capacity=4, obs_dim=2, act_dim=1, seed=0)
+    rng = np.random.default_rng(0)
+
+    def transitions(n):
+        return (rng.standard_normal((n, 2)).astype(np.float32), rng.uniform(-1, 1, (n, 1)).astype(np.float32),
+                rng.standard_normal(n).astype(np.float32), rng.standard_normal((n, 2)).astype(np.float32),
+                np.array([1.0] * n, dtype=np.float32))
+
+    written = []
+    for n in (1, 1, 3, 1):  # 6 rows into a ring of 4
+        t = transitions(n)
+        buf.add(*t)
+        written += [np.concatenate([t[0][i], t[1][i], [t[2][i]], t[3][i], [t[4][i]]]) for i in range(n)]
+    assert len(buf) == 4 and buf.pos == 2
+    expected = np.stack([written[4], written[5], written[2], written[3]])
+    np.testing.assert_array_equal(buf.storage.numpy(), expected)
+    batch = buf.sample(16)
+    rows = {tuple(r) for r in expected}
+    for i in range(16):
+        row = torch.cat([batch.obs[i], batch.action[i], batch.reward[i:i + 1], batch.next_obs[i],
+                         batch.terminated[i:i + 1]])
+        assert tuple(row.tolist()) in rows
