@@ -189,7 +189,12 @@ class Trainer:
         if state["trainer"]["step"] > self.cfg.total_steps:
             raise ConfigError(f"total_steps={self.cfg.total_steps} is below the checkpoint's step "
                               f"{state['trainer']['step']}: raise total_steps to extend the run")
-        self.load_state_dict(state)
+        try:
+            self.load_state_dict(state)
+        except (KeyError, ValueError, RuntimeError, TypeError) as e:
+            raise ConfigError(f"cannot resume from {path}: its contents do not fit this version of sac-runner or "
+                              f"this run ({type(e).__name__}: {e}); start a new run dir, or resume with the "
+                              "version that wrote it") from e
         log.info("Resumed from %s at step %d", path, self.step)
         return state
 

@@ -263,3 +263,17 @@ def test_bf16_run_compiles_trains_and_resumes(cfg_factory, tmp_path):
     assert resumed.step == 300 and resumed.agent.num_updates == trainer.agent.num_updates
     resumed.train()
     assert resumed.step == 450
+
+
+def test_a_checkpoint_from_an_older_layout_is_a_clear_error(cfg_factory, tmp_path):
+    """A valid file whose agent state has another layout (an earlier optimizer format) is refused in one line."""
+    Trainer(cfg_factory(*cheetah(total=200, every=100))).train()
+    ckpt_dir = tmp_path / "run" / "checkpoints"
+    path, state = ckpt.load_latest(ckpt_dir)
+    state["agent"]["actor_optim"] = {"state": {}, "param_groups": [{"lr": 3e-4}]}  # torch.optim's layout
+    written = ckpt.save(ckpt_dir, 300, state, keep=50)
+    source = tmp_path / "run" / "config.yaml"
+    before = source.read_text()
+    with pytest.raises(ConfigError, match=r"cannot resume from .*step_0*300\.pt: its contents do not fit .*KeyError"):
+        Trainer(cfg_factory(*cheetah(total=400, every=100), f"resume={written}"))
+    assert source.read_text() == before and written.exists()  # nothing rewritten, nothing removed
