@@ -35,12 +35,20 @@ def _activation(fn: Callable[[Tensor], Tensor], backward, needs_input: bool = Fa
     return Activation(fn, lambda z, b: fn(z.add_(b)), backward, needs_input)
 
 
+def _relu_of_sum(z: Tensor, b: Tensor) -> Tensor:
+    """relu(z + b) in place, in one pass where the fused op exists (CPU, float32)."""
+    if z.is_cpu and z.dtype == torch.float32:
+        return aten._add_relu_(z, b)
+    return torch.relu_(z.add_(b))
+
+
+def _relu_backward(g: Tensor, y: Tensor, x: Tensor | None) -> Tensor:
+    return aten.threshold_backward.grad_input(g, y, 0, grad_input=g)  # masks g in place (y > 0 where x > 0)
+
+
 F = torch.nn.functional
 ACTIVATIONS: dict[str, Activation] = {
-    # relu: bias add and relu in one pass; its backward masks the incoming gradient in place
-    "relu": Activation(torch.relu_, lambda z, b: aten._add_relu_(z, b) if z.is_cpu and z.dtype == torch.float32
-                       else torch.relu_(z.add_(b)),  # the fused op: CPU and float32 only
-                       lambda g, y, x: aten.threshold_backward.grad_input(g, y, 0, grad_input=g), False),
+    "relu": Activation(torch.relu_, _relu_of_sum, _relu_backward, needs_input=False),
     "tanh": _activation(torch.tanh_, lambda g, y, x: aten.tanh_backward.grad_input(g, y, grad_input=g)),
     "elu": _activation(F.elu, lambda g, y, x: aten.elu_backward(g, 1.0, 1, 1, True, y)),
     "gelu": _activation(F.gelu, lambda g, y, x: aten.gelu_backward(g, x), needs_input=True),
