@@ -33,9 +33,6 @@ class Actor(nn.Module):
     def layers(self) -> list[Layer]:
         return list(self._layers)
 
-    def grad_layers(self) -> list[Layer]:
-        return [(w.grad, b.grad) for w, b in self.layers()]
-
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and (clamped) log standard deviation of the Gaussian before the tanh."""
         mean, log_std = mlp_output(self.layers(), obs, self.activation).chunk(2, dim=-1)
@@ -76,9 +73,6 @@ class CriticEnsemble(nn.Module):
 
     def layers(self) -> list[Layer]:
         return list(zip(self.weights, self.biases))
-
-    def grad_layers(self) -> list[Layer]:
-        return [(w.grad, b.grad) for w, b in self.layers()]
 
     def forward(self, obs: Tensor, action: Tensor) -> Tensor:
         """Q-values of shape [num_q, batch]."""

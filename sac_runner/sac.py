@@ -109,7 +109,8 @@ class SAC:
         self._actor_layers = self.actor.layers()
         self._critic_layers = self.critic.layers()
         self._target_layers = self.critic_target.layers()
-        self._critic_grads, self._actor_grads = self.critic.grad_layers(), self.actor.grad_layers()
+        self._critic_grads = [(w.grad, b.grad) for w, b in self._critic_layers]  # views of the flat gradients
+        self._actor_grads = [(w.grad, b.grad) for w, b in self._actor_layers]
         if cfg.precision == "bf16":
             self._low_precision = {name: LowPrecisionCopy(flat, torch.bfloat16) for name, flat in (
                 ("actor", self.actor_params), ("critic", self.critic_params), ("target", self.target_params))}
@@ -230,10 +231,14 @@ class SAC:
     # ---- state ----
 
     def non_finite_parameters(self) -> list[str]:
-        """Names of parameters holding NaN or infinity (empty when all are finite)."""
+        """Names of parameters holding NaN or infinity (empty when all are finite): one check per flat buffer,
+        names looked up only for a buffer that fails it."""
         bad = []
-        for prefix, module in (("actor", self.actor), ("critic", self.critic), ("critic_target", self.critic_target)):
-            bad += [f"{prefix}.{n}" for n, p in module.named_parameters() if not torch.isfinite(p).all()]
+        networks = (("actor", self.actor, self.actor_params), ("critic", self.critic, self.critic_params),
+                    ("critic_target", self.critic_target, self.target_params))
+        for prefix, module, flat in networks:
+            if not torch.isfinite(flat.data).all():
+                bad += [f"{prefix}.{n}" for n, p in module.named_parameters() if not torch.isfinite(p).all()]
         if not torch.isfinite(self.log_alpha).all():
             bad.append("log_alpha")
         return bad
