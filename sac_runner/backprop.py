@@ -64,12 +64,15 @@ class Trace(NamedTuple):
     pre: list[Tensor | None]
 
 
+def _per_member(x: Tensor, w: Tensor) -> Tensor:
+    """An ensemble layer's input as [members, batch, in]; a [batch, in] input is shared by every member."""
+    return x.expand(w.shape[0], *x.shape) if x.dim() == 2 else x
+
+
 def linear(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
     if w.dim() == 2:
         return torch.addmm(b, x, w.t())
-    if x.dim() == 2:  # an input shared by every ensemble member
-        x = x.expand(w.shape[0], *x.shape)
-    return torch.baddbmm(b, x, w)
+    return torch.baddbmm(b, _per_member(x, w), w)
 
 
 def hidden(x: Tensor, w: Tensor, b: Tensor, act: Activation) -> Tensor:
@@ -80,7 +83,7 @@ def hidden(x: Tensor, w: Tensor, b: Tensor, act: Activation) -> Tensor:
     if w.dim() == 2:
         z = x @ w.t()
     else:
-        z = torch.bmm(x.expand(w.shape[0], *x.shape) if x.dim() == 2 else x, w)
+        z = torch.bmm(_per_member(x, w), w)
     return act.add_forward(z, b)
 
 
@@ -129,8 +132,7 @@ def mlp_backward(layers: Sequence[Layer], trace: Trace, grad_out: Tensor, act: A
                 _into(gw, torch.mm, g.t(), x)
                 torch.sum(g, 0, dtype=gb.dtype, out=gb)
             else:
-                xt = x.t().expand(w.shape[0], *x.t().shape) if x.dim() == 2 else x.transpose(1, 2)
-                _into(gw, torch.bmm, xt, g)
+                _into(gw, torch.bmm, _per_member(x, w).transpose(1, 2), g)
                 torch.sum(g, 1, keepdim=True, dtype=gb.dtype, out=gb)
         if i == 0:
             if input_cols is None:
