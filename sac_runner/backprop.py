@@ -37,7 +37,7 @@ def _activation(fn: Callable[[Tensor], Tensor], backward, needs_input: bool = Fa
 
 def _relu_of_sum(z: Tensor, b: Tensor) -> Tensor:
     """relu(z + b) in place, in one pass where the fused op exists (CPU, float32)."""
-    if z.is_cpu and z.dtype == torch.float32:
+    if z.is_cpu and z.dtype == torch.float32 and not torch.compiler.is_compiling():
         return aten._add_relu_(z, b)
     return torch.relu_(z.add_(b))
 

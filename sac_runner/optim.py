@@ -7,7 +7,7 @@ over many small ones.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor
@@ -33,6 +33,21 @@ class FlatParameters:
     def __len__(self) -> int:
         return self.data.numel()
 
+    def slot_of(self, p: Tensor) -> Slot:
+        """Where parameter p lies in the buffer (and its gradient in the gradient buffer)."""
+        offset = (p.data_ptr() - self.data.data_ptr()) // p.element_size()
+        assert 0 <= offset and offset + p.numel() <= len(self), "not a view of this buffer"
+        return Slot(offset, tuple(p.shape))
+
+
+class Slot(NamedTuple):
+    """A tensor's place in a flat buffer: at(buffer) is that tensor's view of it (of any buffer alike)."""
+    offset: int
+    shape: tuple[int, ...]
+
+    def at(self, buffer: Tensor) -> Tensor:
+        return buffer[self.offset:self.offset + math.prod(self.shape)].view(self.shape)
+
 
 class LowPrecisionCopy:
     """The buffer of a FlatParameters in another dtype (bfloat16 matmul weights), refreshed by sync()."""
@@ -40,12 +55,6 @@ class LowPrecisionCopy:
     def __init__(self, source: FlatParameters, dtype: torch.dtype):
         self.source = source
         self.data = source.data.to(dtype)
-
-    def view_of(self, p: Tensor) -> Tensor:
-        """This copy's view of parameter p (which must live in the source buffer)."""
-        offset = (p.data_ptr() - self.source.data.data_ptr()) // p.element_size()
-        assert 0 <= offset and offset + p.numel() <= len(self.source), "not a view of this buffer"
-        return self.data[offset:offset + p.numel()].view_as(p)
 
     def sync(self) -> None:
         self.data.copy_(self.source.data)

@@ -102,26 +102,27 @@ class SAC:
         self.actor_optim = FlatAdam(self.actor_params, lr=cfg.lr, compiled=cfg.compile)
         self.activation = ACTIVATIONS[cfg.activation]
 
-        # The layers the update computes with. In bf16 mode the hidden layers use bfloat16 copies of the
-        # weights, refreshed wherever the float32 weights change (in the update right after each step, where
-        # the compiler fuses the copy into the step; and on load); output layers stay float32.
+        # The layers the update computes with, by where they lie in the flat buffers. In bf16 mode the layers
+        # between hidden layers (the large matmuls) use bfloat16 copies of the weights, refreshed wherever the
+        # float32 weights change (in the update right after each step, where the compiler fuses the copy into
+        # the step; and on load). Input layers (raw observations, small K) and output layers stay float32.
         self._low_precision: dict[str, LowPrecisionCopy] = {}
-        self._actor_layers = self.actor.layers()
-        self._critic_layers = self.critic.layers()
-        self._target_layers = self.critic_target.layers()
-        self._critic_grads = [(w.grad, b.grad) for w, b in self._critic_layers]  # views of the flat gradients
-        self._actor_grads = [(w.grad, b.grad) for w, b in self._actor_layers]
         if cfg.precision == "bf16":
             self._low_precision = {name: LowPrecisionCopy(flat, torch.bfloat16) for name, flat in (
                 ("actor", self.actor_params), ("critic", self.critic_params), ("target", self.target_params))}
-            self._actor_layers = _hidden_from(self._low_precision["actor"], self._actor_layers)
-            self._critic_layers = _hidden_from(self._low_precision["critic"], self._critic_layers)
-            self._target_layers = _hidden_from(self._low_precision["target"], self._target_layers)
+        self._slots = {name: [(flat.slot_of(w), flat.slot_of(b)) for w, b in module.layers()] for name, module, flat in (
+            ("actor", self.actor, self.actor_params), ("critic", self.critic, self.critic_params),
+            ("target", self.critic_target, self.target_params))}
+        self._log_alpha_slot = self.actor_params.slot_of(self.log_alpha) if cfg.learn_alpha else None
+        self._views = {name: self._make_views(name) for name in self.VIEWS}
+        if cfg.precision == "bf16" and len(cfg.hidden_sizes) < 2:
+            log.warning("precision=bf16 runs the layers between hidden layers in bfloat16; with one hidden layer "
+                        "there are none, so it changes nothing")
         self.num_updates = 0
         self._update_fn: Callable[[Batch, Tensor, bool], dict[str, Tensor]] = self._update
         self._compile_pending = cfg.compile
         if cfg.compile:
-            self._update_fn = torch.compile(self._update)
+            self._update_fn = torch.compile(self._update, options={"guard_filter_fn": _update_guards})
 
     # ---- acting ----
 
@@ -172,8 +173,9 @@ class SAC:
         current parameters), with hand-derived gradients (backprop.py) in place of autograd."""
         cfg, act = self.cfg, self.activation
         n = b.obs.shape[0]
-        actor_layers, critic_layers = self._actor_layers, self._critic_layers
-        alpha = self.log_alpha.exp()
+        actor_layers, critic_layers = self._layers("actor"), self._layers("critic")
+        log_alpha, log_alpha_grad = self._log_alpha()
+        alpha = log_alpha.exp()
 
         # The policy on next_obs (for the target) and on obs (for the policy loss) in one pass: the actor's
         # parameters do not change in between.
@@ -181,14 +183,14 @@ class SAC:
         pi = squashed_gaussian(head, eps, cfg.log_std_min, cfg.log_std_max)
 
         # Critic step: J_Q against the soft target.
-        next_q = mlp_output(self._target_layers, torch.cat([b.next_obs, pi.action[:n]], dim=-1), act)
+        next_q = mlp_output(self._layers("target"), torch.cat([b.next_obs, pi.action[:n]], dim=-1), act)
         target = soft_q_target(b.reward, b.terminated, next_q.amin(0).squeeze(-1), pi.log_prob[:n], alpha,
                                cfg.gamma)
         q, critic_trace = mlp_forward(critic_layers, torch.cat([b.obs, b.action], dim=-1), act)
         q = q.squeeze(-1)  # [num_q, batch]
         loss_q = critic_loss(q, target)
         grad_q = (q - target) / n  # d J_Q / d Q_j
-        mlp_backward(critic_layers, critic_trace, grad_q.unsqueeze(-1), act, grads=self._critic_grads)
+        mlp_backward(critic_layers, critic_trace, grad_q.unsqueeze(-1), act, grads=self._layers("critic_grads"))
         self.critic_optim.step()
         self._sync_low_precision("critic")
 
@@ -203,11 +205,11 @@ class SAC:
                                    input_cols=slice(self.obs_dim, None)).sum(0, dtype=torch.float32)
         grad_head = squashed_gaussian_backward(pi_half(pi, n), grad_action, alpha / n, cfg.log_std_min,
                                                cfg.log_std_max)
-        mlp_backward(actor_layers, trace_rows(actor_trace, n), grad_head, act, grads=self._actor_grads)
+        mlp_backward(actor_layers, trace_rows(actor_trace, n), grad_head, act, grads=self._layers("actor_grads"))
         mean_log_prob = log_prob.mean()
         if cfg.learn_alpha:
-            loss_alpha = alpha_loss(self.log_alpha, log_prob, self.target_entropy)
-            self.log_alpha.grad.copy_(-(mean_log_prob + self.target_entropy))  # d J(alpha) / d log alpha
+            loss_alpha = alpha_loss(log_alpha, log_prob, self.target_entropy)
+            log_alpha_grad.copy_(-(mean_log_prob + self.target_entropy))  # d J(alpha) / d log alpha
         else:
             loss_alpha = torch.zeros((), device=self.device)
         self.actor_optim.step()
@@ -218,6 +220,36 @@ class SAC:
 
         return {"loss/critic": loss_q, "loss/actor": loss_pi, "loss/alpha": loss_alpha, "alpha": alpha,
                 "entropy": -mean_log_prob, "q_mean": q.mean()}
+
+    # ---- the update's tensors ----
+
+    VIEWS = ("actor", "critic", "target", "actor_grads", "critic_grads")
+
+    def _layers(self, name: str) -> list[Layer]:
+        """Layers (or gradient buffers) of the update, as views of the flat buffers, made once. A compiled
+        update makes the layers' views inside its graph, so that the compiler sees one input per parameter
+        buffer (no aliased inputs to check and copy back: Adam writes the buffers in place). Gradient views
+        stay inputs: made in the graph, their writes get fused into the Adam pass as a gather, twice as slow."""
+        if torch.compiler.is_compiling() and not name.endswith("_grads"):
+            return self._make_views(name)
+        return self._views[name]
+
+    def _make_views(self, name: str) -> list[Layer]:
+        network = name.removesuffix("_grads")
+        flat = {"actor": self.actor_params, "critic": self.critic_params, "target": self.target_params}[network]
+        slots = self._slots[network]
+        if name.endswith("_grads"):
+            return [(w.at(flat.grad), b.at(flat.grad)) for w, b in slots]
+        copy = self._low_precision.get(network)
+        buffers = [copy.data if copy is not None and 0 < i < len(slots) - 1 else flat.data for i in range(len(slots))]
+        return [(w.at(buffer), b.at(buffer)) for (w, b), buffer in zip(slots, buffers)]
+
+    def _log_alpha(self) -> tuple[Tensor, Tensor | None]:
+        """log alpha and its gradient buffer (views into the actor's buffers when learned; as for the layers,
+        a compiled update makes the parameter's view in its graph)."""
+        if self._log_alpha_slot is None or not torch.compiler.is_compiling():
+            return self.log_alpha, self.log_alpha.grad
+        return self._log_alpha_slot.at(self.actor_params.data), self.log_alpha.grad
 
     def _sync_low_precision(self, *names: str) -> None:
         for name in names or tuple(self._low_precision):
@@ -267,10 +299,11 @@ class SAC:
         self._sync_low_precision()
 
 
-def _hidden_from(copy: LowPrecisionCopy, layers: list[Layer]) -> list[Layer]:
-    """Hidden layers from the low-precision copy, the output layer as it is."""
-    *middle, output = layers
-    return [(copy.view_of(w), copy.view_of(b)) for w, b in middle] + [output]
+def _update_guards(entries) -> list[bool]:
+    """The guards a compiled update checks on every call: each tensor's dtype, shape, strides and device, and
+    the Polyak flag (two graphs when targets update every few steps). The rest is the agent's Python state
+    (config numbers, layer offsets, functions), fixed for its life; re-checking it was 3% of a step."""
+    return [e.guard_type == "TENSOR_MATCH" or e.name in ("polyak", "L['polyak']") for e in entries]
 
 
 def pi_half(s: SquashedSample, start: int) -> SquashedSample:

@@ -241,9 +241,9 @@ def test_fast_update_matches_plain_reference(learn_alpha, terminal_fraction, tar
 
 
 
-def _paired_agents(**overrides):
+def _paired_agents(common: dict | None = None, **overrides):
     """Two agents with identical parameters and noise streams, the second built with `overrides`."""
-    base = dict(hidden_sizes=HIDDEN, target_entropy=-float(ACT_DIM))
+    base = dict(hidden_sizes=HIDDEN, target_entropy=-float(ACT_DIM), **(common or {}))
     return SAC(OBS_DIM, ACT_DIM, SACConfig(**base), seed=5), SAC(OBS_DIM, ACT_DIM, SACConfig(**base, **overrides), seed=5)
 
 
@@ -304,9 +304,11 @@ def _same_updates(agent: SAC, reference: SAC, updates: int, seed: int) -> None:
             assert_close(got[key], want[key], f"update {step + 1}: {key}")
 
 
-def test_compiled_update_matches_eager():
-    eager, compiled = _paired_agents(compile=True)
-    _same_updates(compiled, eager, updates=3, seed=2)
+@pytest.mark.parametrize("target_update_interval", [1, 2])
+def test_compiled_update_matches_eager(target_update_interval):
+    """Also with targets updated every other step: two graphs, the Polyak flag picking one (its guard kept)."""
+    eager, compiled = _paired_agents({"target_update_interval": target_update_interval, "tau": 0.5}, compile=True)
+    _same_updates(compiled, eager, updates=4, seed=2)
     assert compiled._update_fn is not compiled._update, "fell back to eager: compilation failed"
     for a, b, what in ((compiled.critic_params, eager.critic_params, "critic"),
                        (compiled.actor_params, eager.actor_params, "actor"),
