@@ -6,8 +6,9 @@ bookkeeping costs about as much as the arithmetic on a CPU. Here each layer's ba
 buffers. `tests/test_fast_update.py` checks every gradient against a plain autograd reference.
 
 Precision: each layer runs in its weight's dtype; inputs and gradients are cast on the way in. In bf16
-mode the hidden layers get bfloat16 copies of the weights and the output layers stay float32, so Q-values,
-log-probabilities and every optimizer quantity are float32 (gradient buffers are float32 in all modes).
+mode the layers between hidden layers get bfloat16 copies of the weights; input and output layers stay
+float32, so observations enter unrounded and Q-values, log-probabilities and every optimizer quantity are
+float32 (gradient buffers are float32 in all modes).
 
 Layouts: a 2-D weight is nn.Linear's [out, in] (the actor); a 3-D weight is an ensemble's
 [members, in, out] with biases [members, 1, out] (the critics), whose input may be shared ([batch, in]).

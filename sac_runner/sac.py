@@ -110,9 +110,10 @@ class SAC:
         if cfg.precision == "bf16":
             self._low_precision = {name: LowPrecisionCopy(flat, torch.bfloat16) for name, flat in (
                 ("actor", self.actor_params), ("critic", self.critic_params), ("target", self.target_params))}
-        self._slots = {name: [(flat.slot_of(w), flat.slot_of(b)) for w, b in module.layers()] for name, module, flat in (
-            ("actor", self.actor, self.actor_params), ("critic", self.critic, self.critic_params),
-            ("target", self.critic_target, self.target_params))}
+        networks = (("actor", self.actor, self.actor_params), ("critic", self.critic, self.critic_params),
+                    ("target", self.critic_target, self.target_params))
+        self._slots = {name: [(flat.slot_of(w), flat.slot_of(b)) for w, b in module.layers()]
+                       for name, module, flat in networks}
         self._log_alpha_slot = self.actor_params.slot_of(self.log_alpha) if cfg.learn_alpha else None
         self._views = {name: self._make_views(name) for name in self.VIEWS}
         if cfg.precision == "bf16" and len(cfg.hidden_sizes) < 2:
@@ -122,11 +123,11 @@ class SAC:
         self._update_fn: Callable[[Batch, Tensor, bool], dict[str, Tensor]] = self._update
         self._compile_pending = cfg.compile
         if cfg.compile:
-            self._update_fn = torch.compile(self._update, options={"guard_filter_fn": _update_guards})
+            self._update_fn = torch.compile(self._update)
 
     # ---- acting ----
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
         if deterministic:
             return self.actor.deterministic(obs)
@@ -228,7 +229,7 @@ class SAC:
     def _layers(self, name: str) -> list[Layer]:
         """Layers (or gradient buffers) of the update, as views of the flat buffers, made once. A compiled
         update makes the layers' views inside its graph, so that the compiler sees one input per parameter
-        buffer (no aliased inputs to check and copy back: Adam writes the buffers in place). Gradient views
+        buffer (no aliased inputs to copy back: Adam writes the buffers in place). Gradient views
         stay inputs: made in the graph, their writes get fused into the Adam pass as a gather, twice as slow."""
         if torch.compiler.is_compiling() and not name.endswith("_grads"):
             return self._make_views(name)
@@ -241,7 +242,8 @@ class SAC:
         if name.endswith("_grads"):
             return [(w.at(flat.grad), b.at(flat.grad)) for w, b in slots]
         copy = self._low_precision.get(network)
-        buffers = [copy.data if copy is not None and 0 < i < len(slots) - 1 else flat.data for i in range(len(slots))]
+        buffers = [copy.data if copy is not None and 0 < i < len(slots) - 1 else flat.data
+                   for i in range(len(slots))]
         return [(w.at(buffer), b.at(buffer)) for (w, b), buffer in zip(slots, buffers)]
 
     def _log_alpha(self) -> tuple[Tensor, Tensor | None]:
@@ -297,13 +299,6 @@ class SAC:
         restore_generator(self.generator, state["generator"], fallback_seed=int(state["num_updates"]))
         self.num_updates = int(state["num_updates"])
         self._sync_low_precision()
-
-
-def _update_guards(entries) -> list[bool]:
-    """The guards a compiled update checks on every call: each tensor's dtype, shape, strides and device, and
-    the Polyak flag (two graphs when targets update every few steps). The rest is the agent's Python state
-    (config numbers, layer offsets, functions), fixed for its life; re-checking it was 3% of a step."""
-    return [e.guard_type == "TENSOR_MATCH" or e.name in ("polyak", "L['polyak']") for e in entries]
 
 
 def pi_half(s: SquashedSample, start: int) -> SquashedSample:

@@ -243,7 +243,7 @@ def test_fast_update_matches_plain_reference(learn_alpha, terminal_fraction, tar
 
 def _paired_agents(common: dict | None = None, **overrides):
     """Two agents with identical parameters and noise streams, the second built with `overrides`."""
-    base = dict(hidden_sizes=HIDDEN, target_entropy=-float(ACT_DIM), **(common or {}))
+    base = dict(hidden_sizes=HIDDEN, target_entropy=-float(ACT_DIM)) | (common or {})
     return SAC(OBS_DIM, ACT_DIM, SACConfig(**base), seed=5), SAC(OBS_DIM, ACT_DIM, SACConfig(**base, **overrides), seed=5)
 
 
@@ -261,9 +261,18 @@ def test_bf16_update_tracks_the_float32_update():
         cosine = torch.nn.functional.cosine_similarity(g32, g16, dim=0)
         assert cosine > 0.99, f"{what} gradient direction differs: cosine {cosine:.4f}"
         assert not torch.equal(g32, g16), f"{what}: bf16 mode computed in float32"
+    # bfloat16 between hidden layers only: observations enter, and Q-values and the policy head leave, in float32
+    for name in ("actor", "critic", "target"):
+        assert [w.dtype for w, _ in bf16._layers(name)] == [torch.float32, torch.bfloat16, torch.float32], name
     # the policy step used bfloat16 weights made from the critics after their step
     for name, flat in (("critic", bf16.critic_params), ("actor", bf16.actor_params), ("target", bf16.target_params)):
         assert torch.equal(bf16._low_precision[name].data, flat.data.to(torch.bfloat16)), f"stale {name} copy"
+
+
+def test_bf16_with_one_hidden_layer_says_it_changes_nothing(caplog):
+    agent = SAC(OBS_DIM, ACT_DIM, SACConfig(hidden_sizes=(16,), precision="bf16"))
+    assert all(w.dtype == torch.float32 for name in ("actor", "critic") for w, _ in agent._layers(name))
+    assert "with one hidden layer there are none, so it changes nothing" in caplog.text
 
 
 def test_flat_adam_matches_torch_adam_on_both_paths():
@@ -314,6 +323,14 @@ def test_compiled_update_matches_eager(target_update_interval):
                        (compiled.actor_params, eager.actor_params, "actor"),
                        (compiled.target_params, eager.target_params, "target")):
         assert_close(a.data, b.data, f"{what} parameters")
+
+
+def test_compiled_agents_in_one_process_keep_their_own_settings():
+    """A process can build several agents (a sweep's jobs in a reused worker): one agent's compiled update must
+    not run with another's constants (discount, entropy target) when their tensors have the same shapes."""
+    for gamma, target_entropy in ((0.99, -3.0), (0.5, 2.0)):
+        eager, compiled = _paired_agents({"gamma": gamma, "target_entropy": target_entropy}, compile=True)
+        _same_updates(compiled, eager, updates=2, seed=3)
 
 
 def test_failed_compile_warns_and_runs_the_same_update_eagerly(monkeypatch, caplog):

@@ -145,3 +145,16 @@ def test_replay_buffer_rows_and_ring_wraparound():
         row = torch.cat([batch.obs[i], batch.action[i], batch.reward[i:i + 1], batch.next_obs[i],
                          batch.terminated[i:i + 1]])
         assert tuple(row.tolist()) in rows
+
+
+def test_exploration_action_is_the_clamped_squashed_gaussian_sample():
+    actor = Actor(5, 2, (16, 16), log_std_min=-0.1, log_std_max=0.1)  # tight bounds: the clamp is in play
+    obs = torch.randn(64, 5, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        mean, log_std = actor(obs)
+        assert ((log_std == -0.1) | (log_std == 0.1)).any()
+        eps = torch.randn(64, 2, generator=torch.Generator().manual_seed(3))
+        want = torch.tanh(mean + log_std.exp() * eps)
+    with torch.inference_mode():
+        got = actor.explore(obs, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(got, want)
