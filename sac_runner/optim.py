@@ -41,7 +41,8 @@ class FlatParameters:
 
 
 class Slot(NamedTuple):
-    """A tensor's place in a flat buffer: at(buffer) is that tensor's view of it (of any buffer alike)."""
+    """A tensor's place in a flat buffer. at(buffer) is its view in any buffer of that layout: the
+    parameters, their gradients, a low-precision copy."""
     offset: int
     shape: tuple[int, ...]
 

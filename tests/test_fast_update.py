@@ -315,7 +315,7 @@ def _same_updates(agent: SAC, reference: SAC, updates: int, seed: int) -> None:
 
 @pytest.mark.parametrize("target_update_interval", [1, 2])
 def test_compiled_update_matches_eager(target_update_interval):
-    """Also with targets updated every other step: two graphs, the Polyak flag picking one (its guard kept)."""
+    """Also with targets updated every other step: two graphs, the Polyak flag picking one."""
     eager, compiled = _paired_agents({"target_update_interval": target_update_interval, "tau": 0.5}, compile=True)
     _same_updates(compiled, eager, updates=4, seed=2)
     assert compiled._update_fn is not compiled._update, "fell back to eager: compilation failed"
