@@ -176,7 +176,7 @@ class SAC:
         cfg, act = self.cfg, self.activation
         n = b.obs.shape[0]
         actor_layers, critic_layers = self._layers("actor"), self._layers("critic")
-        log_alpha, log_alpha_grad = self._log_alpha()
+        log_alpha = self._log_alpha()
         alpha = log_alpha.exp()
 
         # The policy on next_obs (for the target) and on obs (for the policy loss) in one pass: the actor's
@@ -211,7 +211,7 @@ class SAC:
         mean_log_prob = log_prob.mean()
         if cfg.learn_alpha:
             loss_alpha = alpha_loss(log_alpha, log_prob, self.target_entropy)
-            log_alpha_grad.copy_(-(mean_log_prob + self.target_entropy))  # d J(alpha) / d log alpha
+            self.log_alpha.grad.copy_(-(mean_log_prob + self.target_entropy))  # d J(alpha) / d log alpha
         else:
             loss_alpha = torch.zeros((), device=self.device)
         self.actor_optim.step()
@@ -247,12 +247,11 @@ class SAC:
                    for i in range(len(slots))]
         return [(w.at(buffer), b.at(buffer)) for (w, b), buffer in zip(slots, buffers)]
 
-    def _log_alpha(self) -> tuple[Tensor, Tensor | None]:
-        """log alpha and its gradient buffer (views into the actor's buffers when learned; as for the layers,
-        a compiled update makes the parameter's view in its graph)."""
+    def _log_alpha(self) -> Tensor:
+        """log alpha; as for the layers, a compiled update makes its view of the actor's buffer in its graph."""
         if self._log_alpha_slot is None or not torch.compiler.is_compiling():
-            return self.log_alpha, self.log_alpha.grad
-        return self._log_alpha_slot.at(self.actor_params.data), self.log_alpha.grad
+            return self.log_alpha
+        return self._log_alpha_slot.at(self.actor_params.data)
 
     def _sync_low_precision(self, *names: str) -> None:
         for name in names or tuple(self._low_precision):
