@@ -80,8 +80,10 @@ def peak_rss_mib() -> float:
 def child_ours(spec: dict) -> dict:
     import torch
 
+    from sac_runner.allocator import keep_freed_memory
     from sac_runner.trainer import Trainer
 
+    keep_freed_memory()  # as sac-run does
     torch.set_num_threads(spec["threads"])
     start_at = spec["learning_starts"] + spec["burn_in"]
     with tempfile.TemporaryDirectory(prefix="bench_ours_") as run_dir:
@@ -304,8 +306,10 @@ def profile(args) -> dict:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
+    from sac_runner.allocator import keep_freed_memory
     from sac_runner.trainer import Trainer
 
+    keep_freed_memory()
     torch.set_num_threads(args.threads)
     info = machine_info(args.threads)
     print(f"machine: {info['cpu']}; {info['cores']} cores; torch {info['torch']}; threads {args.threads}; "

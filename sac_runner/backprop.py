@@ -20,6 +20,8 @@ from typing import Callable, NamedTuple, Sequence
 import torch
 from torch import Tensor
 
+from . import activations
+
 aten = torch.ops.aten
 
 
@@ -55,6 +57,7 @@ ACTIVATIONS: dict[str, Activation] = {
     "gelu": _activation(F.gelu, lambda g, y, x: aten.gelu_backward(g, x), needs_input=True),
     "silu": _activation(F.silu, lambda g, y, x: aten.silu_backward(g, x), needs_input=True),
 }
+assert set(ACTIVATIONS) == set(activations.NAMES), "every configurable activation needs a hand-derived pass"
 
 Layer = tuple[Tensor, Tensor]  # (weight, bias)
 

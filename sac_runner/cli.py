@@ -36,7 +36,10 @@ class UserError(Exception):
 
 @hydra.main(version_base="1.3", config_path="pkg://sac_runner.conf", config_name="config")
 def run(cfg: DictConfig) -> float | None:
+    from .allocator import keep_freed_memory
     from .trainer import NonFiniteError, Trainer, TrainingInterrupted
+
+    keep_freed_memory()  # process-wide malloc setting (see allocator.py)
 
     hydra_cfg = HydraConfig.get()
     cfg.run_dir = cfg.run_dir or hydra_cfg.runtime.output_dir

@@ -10,7 +10,7 @@ from typing import Any, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from .backprop import ACTIVATIONS as ACTIVATION_FUNCTIONS
+from .activations import NAMES as ACTIVATIONS
 
 
 class ConfigError(ValueError):
@@ -98,7 +98,6 @@ class Config:
     run_dir: Optional[str] = None
 
 
-ACTIVATIONS = tuple(ACTIVATION_FUNCTIONS)
 ALGORITHMS = ("sac", "sac_fixed_alpha")
 LOGGER_BACKENDS = ("wandb", "none")
 LOGGER_MODES = (None, "online", "offline", "disabled")

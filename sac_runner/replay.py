@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .sac import Batch, restore_generator
+from .batch import Batch, restore_generator
 
 BYTES_PER_FLOAT = 4
 

@@ -7,25 +7,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import torch
 from torch import Tensor
 
+from .batch import Batch, restore_generator
 from .backprop import (ACTIVATIONS, Layer, SquashedSample, Trace, mlp_backward, mlp_forward, mlp_output,
                        squashed_gaussian, squashed_gaussian_backward)
 from .networks import Actor, CriticEnsemble
 from .optim import FlatAdam, FlatParameters, LowPrecisionCopy
 
 log = logging.getLogger(__name__)
-
-
-class Batch(NamedTuple):
-    obs: Tensor
-    action: Tensor
-    reward: Tensor
-    next_obs: Tensor
-    terminated: Tensor  # 1.0 at a true terminal state; 0.0 otherwise, including time-limit truncation
 
 
 @dataclass
@@ -308,14 +301,3 @@ def pi_half(s: SquashedSample, start: int) -> SquashedSample:
 def trace_rows(trace: Trace, start: int) -> Trace:
     """The part of a forward trace for batch rows start: (the policy-loss half of the actor pass)."""
     return Trace([x[start:] for x in trace.inputs], [p[start:] if p is not None else None for p in trace.pre])
-
-
-def restore_generator(generator: torch.Generator, state: Tensor, fallback_seed: int) -> None:
-    """Restore a generator's state; a state from another device type (a CUDA run resumed on CPU, say)
-    cannot be, so the generator is reseeded and the run continues, no longer bit for bit."""
-    try:
-        generator.set_state(state)
-    except RuntimeError:
-        log.warning("random-number state saved on another device type: reseeding; the resumed run is not "
-                    "bit-identical to an uninterrupted one")
-        generator.manual_seed(fallback_seed)

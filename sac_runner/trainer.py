@@ -16,22 +16,19 @@ import yaml
 from omegaconf import DictConfig
 
 from . import checkpoint as ckpt
-from .allocator import keep_freed_memory
 from .config import ConfigError, to_container
-from .envs import EnvPool, env_dims, flat_obs, make_env
+from .envs import EnvPool, env_dims, make_env
+from .evaluation import eval_seeds, run_episodes
 from .replay import ReplayBuffer, available_memory_bytes, required_bytes
+from .resume import check_compatible, load_checkpoint, resolve_resume
 from .sac import SAC, SACConfig
 from .tracking import STEP_KEY, Tracker
 
 log = logging.getLogger(__name__)
 
-# Keys that define the experiment: a resume with any of them changed is refused.
-EXPERIMENT_KEYS = ("env.id", "env.max_episode_steps", "algorithm", "network", "hyperparameters", "seed", "num_envs", "learning_starts",
-                   "precision")
 # SIGUSR1: Slurm's warning before preemption; SIGUSR2: submitit's (its handler then requeues the job).
 STOP_SIGNALS = tuple(s for s in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGUSR1", None),
                                  getattr(signal, "SIGUSR2", None)) if s)
-EVAL_SEED_OFFSET = 10_000
 
 
 class TrainingInterrupted(Exception):
@@ -77,47 +74,10 @@ def run_identity(cfg: DictConfig) -> tuple[str, str, list[str]]:
     return name, group, tags
 
 
-def resolve_resume(cfg: DictConfig, run_dir: Path) -> tuple[Path, Path | None]:
-    """(run dir to write into, checkpoint file or dir to resume from)."""
-    if cfg.resume is None:
-        own = run_dir / "checkpoints"
-        return run_dir, own if ckpt.list_checkpoints(own) else None
-    target = Path(cfg.resume).expanduser()
-    if target.is_file():
-        return (target.parent.parent if target.parent.name == "checkpoints" else target.parent), target
-    if target.is_dir():
-        ckpt_dir = target / "checkpoints" if (target / "checkpoints").is_dir() else target
-        if not ckpt.list_checkpoints(ckpt_dir):
-            raise ConfigError(f"resume={cfg.resume!r}: no checkpoints (step_*.pt) found in {ckpt_dir}")
-        return (ckpt_dir.parent if ckpt_dir.name == "checkpoints" else ckpt_dir), ckpt_dir
-    raise ConfigError(f"resume={cfg.resume!r}: no such file or directory (give a run dir or a step_*.pt file)")
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def config_differences(saved: dict, current: dict) -> list[str]:
-    saved_flat, current_flat = _flatten(saved), _flatten(current)
-    diffs = []
-    for key in sorted(set(saved_flat) | set(current_flat)):
-        if any(key == k or key.startswith(k + ".") for k in EXPERIMENT_KEYS):
-            if saved_flat.get(key) != current_flat.get(key):
-                diffs.append(f"{key} ({saved_flat.get(key)!r} in the checkpoint, {current_flat.get(key)!r} now)")
-    return diffs
-
-
 class Trainer:
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
-        run_dir, resume_from = resolve_resume(cfg, Path(cfg.run_dir or "."))
+        run_dir, resume_from = resolve_resume(cfg.resume, Path(cfg.run_dir or "."))
         self.run_dir = run_dir
         self.ckpt_dir = run_dir / "checkpoints"
         _check_writable(run_dir)
@@ -125,7 +85,6 @@ class Trainer:
         warn_if_bf16_is_emulated(cfg.precision, self.device)
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
-        keep_freed_memory()
         random.seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
         torch.manual_seed(cfg.seed)
@@ -175,20 +134,11 @@ class Trainer:
     def _maybe_resume(self, source: Path | None) -> dict | None:
         if source is None:
             return None
-        if source.is_file():
-            path, state = source, ckpt.load_file(source)
-        else:
-            found = ckpt.load_latest(source)
-            if found is None:
-                return None
-            path, state = found
-        diffs = config_differences(state["config"], self.config)
-        if diffs:
-            raise ConfigError(f"cannot resume from {path}: the config differs in {'; '.join(diffs)}. "
-                              "Only run settings (total_steps, logger, device, eval and checkpoint cadence) may change")
-        if state["trainer"]["step"] > self.cfg.total_steps:
-            raise ConfigError(f"total_steps={self.cfg.total_steps} is below the checkpoint's step "
-                              f"{state['trainer']['step']}: raise total_steps to extend the run")
+        found = load_checkpoint(source)
+        if found is None:
+            return None
+        path, state = found
+        check_compatible(path, state, self.config, self.cfg.total_steps)
         try:
             self.load_state_dict(state)
         except (KeyError, ValueError, RuntimeError, TypeError) as e:
@@ -366,27 +316,12 @@ class Trainer:
 
     # ---- evaluation ----
 
-    @torch.no_grad()
     def evaluate(self) -> tuple[float, float]:
-        """Deterministic (mean-action) episodes from fixed start seeds, on separate eval envs stepped in
-        lockstep so that one forward pass serves every episode still running."""
+        """Deterministic (mean-action) episodes from fixed start seeds (evaluation.py)."""
         record = self.cfg.logger.video and self.evaluations % self.cfg.logger.video_every == 0
-        envs = self.eval_envs
-        obs = np.stack([flat_obs(env.reset(seed=self.cfg.seed + EVAL_SEED_OFFSET + i)[0])
-                        for i, env in enumerate(envs)])
-        returns = np.zeros(len(envs))
-        running = np.ones(len(envs), dtype=bool)
-        frames = []
-        while running.any():
-            idx = np.flatnonzero(running)
-            if record and running[0]:
-                frames.append(envs[0].render())
-            actions = self.agent.act(torch.as_tensor(obs[idx], device=self.device), deterministic=True).cpu().numpy()
-            for action, i in zip(actions, idx):
-                next_obs, reward, terminated, truncated, _ = envs[i].step(action)
-                obs[i] = flat_obs(next_obs)
-                returns[i] += float(reward)
-                running[i] = not (terminated or truncated)
+        result = run_episodes(self._deterministic_actions, self.eval_envs,
+                              eval_seeds(self.cfg.seed, len(self.eval_envs)), record=record)
+        returns, frames = result.returns, result.frames
         self.evaluations += 1
         mean, std = float(np.mean(returns)), float(np.std(returns))
         self.last_eval = (mean, std)
@@ -401,6 +336,9 @@ class Trainer:
         if frames:
             self._save_video(frames)
         return mean, std
+
+    def _deterministic_actions(self, obs: np.ndarray) -> np.ndarray:
+        return self.agent.act(torch.as_tensor(obs, device=self.device), deterministic=True).cpu().numpy()
 
     def _save_video(self, frames: list[np.ndarray]) -> None:
         from .video import write_mp4

@@ -239,7 +239,7 @@ def test_rerunning_a_finished_run_adds_nothing(cfg_factory, tmp_path, caplog):
 
 
 def test_generator_state_from_another_device_type_reseeds_with_a_warning(caplog):
-    from sac_runner.sac import restore_generator
+    from sac_runner.batch import restore_generator
 
     generator = torch.Generator().manual_seed(0)
     foreign = torch.zeros(16, dtype=torch.uint8)  # a CUDA generator's state is 16 bytes, a CPU one's 5056

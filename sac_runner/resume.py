@@ -1,0 +1,66 @@
+"""Where a run continues from, and whether a checkpoint belongs to the same experiment."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import checkpoint as ckpt
+from .config import ConfigError
+
+# Keys that define the experiment: a resume with any of them changed is refused.
+EXPERIMENT_KEYS = ("env.id", "env.max_episode_steps", "algorithm", "network", "hyperparameters", "seed", "num_envs",
+                   "learning_starts", "precision")
+
+
+def resolve_resume(resume: str | None, run_dir: Path) -> tuple[Path, Path | None]:
+    """(run dir to write into, checkpoint file or dir to resume from)."""
+    if resume is None:
+        own = run_dir / "checkpoints"
+        return run_dir, own if ckpt.list_checkpoints(own) else None
+    target = Path(resume).expanduser()
+    if target.is_file():
+        return (target.parent.parent if target.parent.name == "checkpoints" else target.parent), target
+    if target.is_dir():
+        ckpt_dir = target / "checkpoints" if (target / "checkpoints").is_dir() else target
+        if not ckpt.list_checkpoints(ckpt_dir):
+            raise ConfigError(f"resume={resume!r}: no checkpoints (step_*.pt) found in {ckpt_dir}")
+        return (ckpt_dir.parent if ckpt_dir.name == "checkpoints" else ckpt_dir), ckpt_dir
+    raise ConfigError(f"resume={resume!r}: no such file or directory (give a run dir or a step_*.pt file)")
+
+
+def load_checkpoint(source: Path) -> tuple[Path, dict] | None:
+    """A checkpoint file, or the newest valid one of a checkpoint dir (None when the dir has none)."""
+    if source.is_file():
+        return source, ckpt.load_file(source)
+    return ckpt.load_latest(source)
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def config_differences(saved: dict, current: dict) -> list[str]:
+    """The experiment keys whose values differ between a checkpoint's config and this run's."""
+    saved_flat, current_flat = _flatten(saved), _flatten(current)
+    diffs = []
+    for key in sorted(set(saved_flat) | set(current_flat)):
+        if any(key == k or key.startswith(k + ".") for k in EXPERIMENT_KEYS):
+            if saved_flat.get(key) != current_flat.get(key):
+                diffs.append(f"{key} ({saved_flat.get(key)!r} in the checkpoint, {current_flat.get(key)!r} now)")
+    return diffs
+
+
+def check_compatible(path: Path, state: dict, config: dict, total_steps: int) -> None:
+    diffs = config_differences(state["config"], config)
+    if diffs:
+        raise ConfigError(f"cannot resume from {path}: the config differs in {'; '.join(diffs)}. "
+                          "Only run settings (total_steps, logger, device, eval and checkpoint cadence) may change")
+    if state["trainer"]["step"] > total_steps:
+        raise ConfigError(f"total_steps={total_steps} is below the checkpoint's step "
+                          f"{state['trainer']['step']}: raise total_steps to extend the run")
