@@ -106,7 +106,10 @@ OPTIMIZERS = ("adam",)
 
 
 def register_configs() -> None:
+    from .experiment import register_resolvers
+
     ConfigStore.instance().store(name="schema", node=Config)
+    register_resolvers()  # conf/config.yaml's hydra section names sweep job dirs through them
 
 
 def _require(ok: bool, key: str, allowed: str, value: Any) -> None:

@@ -11,18 +11,19 @@ run dir's own subdirs are not searched). Outputs go to ``--out``, by default
 ``<PATH>/report`` for a single PATH and ``./report`` otherwise:
 
 * ``learning_curves.png``: one subplot per ``env.id``; per configuration the
-  mean over seeds and a 95% percentile-bootstrap band over seeds.
+  mean over seeds and a 95% percentile-bootstrap band over seeds (and each
+  seed as a thin line when there are fewer than 5).
 * ``summary.md`` / ``summary.csv``: one row per configuration with the final
-  (last eval) and best (max eval) metric per run, aggregated over seeds as
-  mean, 95% bootstrap CI and interquartile mean (IQM). The table is also
-  printed to stdout. Skipped dirs, runs and rows are reported on stderr, one
+  (last eval) and best (max eval after ``learning_starts``) metric per run,
+  aggregated over seeds as mean and IQM, each with a 95% bootstrap CI; rows
+  with fewer than 5 seeds are flagged. The table is also printed to stdout. Skipped dirs, runs and rows are reported on stderr, one
   line each.
 
-Grouping: runs are the same configuration when their flattened configs
-(dotted keys) are equal after dropping the keys in ``IGNORED_KEYS`` (a key is
-dropped when it equals an entry or lies under it). Numbers compare by value
-(``1`` == ``1.0``). Labels list the keys that vary between configurations of
-the same env, or ``algorithm.name`` when nothing varies.
+Grouping: runs are the same configuration when their experiment keys (every
+config key but the run settings of ``sac_runner.experiment.RUN_SETTINGS``, and
+the seed) are equal. Numbers compare by value (``1`` == ``1.0``). Labels list
+the keys that vary between configurations of the same env, or
+``algorithm.name`` when nothing varies.
 
 Partial curves (runs still in progress, or seeds with different eval steps):
 curves are evaluated on the union of all seeds' eval steps. A seed contributes
@@ -31,16 +32,22 @@ interpolation between its own eval points, which is exact when steps align;
 never extrapolated). So the tail of a curve is averaged over the seeds that
 reached it (drawn dashed where not all seeds contribute), and the band
 narrows to the line where only one seed remains. In
-the table, "final" is each run's last eval, whatever step it reached; the
-``last_step_min``/``last_step_max`` columns show how far the seeds got.
+the table, "final" is each run's last eval, whatever step it reached; "best"
+is its highest eval after ``learning_starts`` (evaluations of the random
+warm-up policy do not count); the ``last_step_min``/``last_step_max`` columns
+show how far the seeds got.
 
-Statistics: bootstrap = resample seeds with replacement ``--bootstrap`` times
-(default 2000) with ``numpy.random.default_rng(--seed)``, take the 2.5/97.5
-percentiles of the resampled means; with one seed the CI is the value itself.
-IQM = mean of the middle 50% of the sorted values with fractional weights:
-sample ``i`` of ``n`` covers the quantile interval ``[i/n, (i+1)/n]`` and is
-weighted by its overlap with ``[0.25, 0.75]`` (n=1 or 2: plain mean; n=4: mean
-of the middle two; n=3: (x0 + 4*x1 + x2) / 6).
+Statistics over seeds: mean and IQM (interquartile mean as in rliable: the 25%
+trimmed mean, ``scipy.stats.trim_mean(x, 0.25)``), each with a 95% percentile
+bootstrap CI: resample seeds with replacement ``--bootstrap`` times (default
+2000) with ``numpy.random.default_rng(--seed)``, take the 2.5/97.5 percentiles
+of the statistic; with one seed the CI is the value itself. With fewer than
+``FEW_SEEDS`` (5) seeds a bootstrap CI says little (with 2 seeds it is
+[min, max]): such rows are flagged and their seeds are drawn as thin lines.
+For two or more configurations of one env, ``summary.md`` adds the probability
+of improvement P(X > Y): the chance that a random seed of one configuration
+ends (final return) above a random seed of another, ties counting half, i.e.
+the Mann-Whitney U statistic divided by n_x * n_y (rliable's definition).
 
 Rows within a metrics file are ordered by ``global_step``; if a step appears
 twice (e.g. after a resume) the later row wins.
@@ -66,6 +73,10 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import yaml
 
+from .experiment import canonical as _canon
+from .experiment import experiment_config as _experiment_keys
+from .experiment import flatten
+
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.yaml"
 HYDRA_CONFIG_FILE = os.path.join(".hydra", "config.yaml")
@@ -73,25 +84,11 @@ DEFAULT_METRIC = "eval/return_mean"
 DEFAULT_BOOTSTRAP = 2000
 DEFAULT_SEED = 0
 
-# Config keys that do not change the experiment; dropped (with everything
-# under them) before grouping.
-IGNORED_KEYS: tuple[str, ...] = (
-    "seed",
-    "logger",
-    "device",
-    "threads",
-    "resume",
-    "checkpoint_every",
-    "keep_checkpoints",
-    "run_dir",
-    "progress",
-    "compile",
-    "total_steps",
-    "env.total_steps",  # per-env default that feeds total_steps
-    "eval_every",
-    "eval_episodes",
-    "hydra",
-)
+# Rows with fewer seeds are flagged: their bootstrap CIs say little.
+FEW_SEEDS = 5
+CI_LEVEL = 0.95
+BAND_LABEL = "mean, 95% bootstrap CI"
+SEED_LINES_LABEL = f"single seeds (n < {FEW_SEEDS})"
 
 _PROG = "sac-report"
 _UNSET = "<unset>"
@@ -126,11 +123,21 @@ class Run:
     def env_id(self) -> str:
         return env_id_of(self.config)
 
+    @property
+    def learning_starts(self) -> int:
+        v = self.config.get("learning_starts", self.config.get("env.learning_starts"))
+        return v if isinstance(v, int) and not isinstance(v, bool) else 0
+
+    def best(self) -> float | None:
+        """Highest eval after learning starts (None if there is none yet)."""
+        after = self.values[self.steps > self.learning_starts]
+        return float(after.max()) if after.size else None
+
 
 @dataclass
 class Group:
     env_id: str
-    config: dict[str, Any]  # flattened config of the first run, ignored keys dropped
+    config: dict[str, Any]  # experiment keys of the first run, seed aside
     runs: list[Run] = field(default_factory=list)
     label: str = ""
 
@@ -141,6 +148,9 @@ class Stats:
     ci_low: float
     ci_high: float
     iqm: float
+    iqm_low: float
+    iqm_high: float
+    n: int
 
 
 @dataclass
@@ -152,6 +162,11 @@ class Summary:
     best: Stats
     last_step_min: int
     last_step_max: int
+    finals: list[float] = field(default_factory=list)
+
+    @property
+    def few_seeds(self) -> bool:
+        return self.n_seeds < FEW_SEEDS
 
 
 # ---------------------------------------------------------------- finding runs
@@ -231,19 +246,6 @@ def find_runs(paths: Iterable[str | os.PathLike], warn: Warn = _stderr) -> list[
 
 
 # ---------------------------------------------------------------- loading runs
-
-
-def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested mappings -> {dotted key: leaf value}."""
-    out: dict[str, Any] = {}
-    if isinstance(cfg, dict):
-        for k, v in cfg.items():
-            key = f"{prefix}{k}"
-            if isinstance(v, dict) and v:
-                out.update(flatten(v, key + "."))
-            else:
-                out[key] = v
-    return out
 
 
 # PyYAML (YAML 1.1) reads "3e-4" as a string; accept it as a float like OmegaConf.
@@ -387,26 +389,6 @@ def env_id_of(config: dict[str, Any]) -> str:
     return str(env) if env is not None and not isinstance(env, dict) else "unknown-env"
 
 
-def is_ignored(key: str) -> bool:
-    return any(key == k or key.startswith(k + ".") for k in IGNORED_KEYS)
-
-
-def _canon(v: Any) -> Any:
-    """Hashable, value-based form of a config value (1 == 1.0, nan == nan)."""
-    if isinstance(v, bool):
-        return ("bool", v)
-    if isinstance(v, (int, float)):
-        f = float(v)
-        return f if math.isfinite(f) else ("num", str(f))
-    if isinstance(v, (list, tuple)):
-        return ("list", tuple(_canon(x) for x in v))
-    if isinstance(v, dict):
-        return ("dict", tuple(sorted((str(k), _canon(x)) for k, x in v.items())))
-    if v is None or isinstance(v, str):
-        return v
-    return ("other", str(v))
-
-
 def format_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -418,11 +400,12 @@ def format_value(v: Any) -> str:
 
 
 def experiment_config(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if not is_ignored(k)}
+    """The keys that tell configurations apart: experiment keys without the seed."""
+    return _experiment_keys(config, seed=False)
 
 
 def group_runs(runs: Sequence[Run], warn: Warn = _stderr) -> list[Group]:
-    """Group runs that differ only in ignored keys; groups sorted by env, label."""
+    """Group runs that differ only in run settings and seed; groups sorted by env, label."""
     groups: dict[Any, Group] = {}
     for run in runs:
         cfg = experiment_config(run.config)
@@ -463,42 +446,62 @@ def group_runs(runs: Sequence[Run], warn: Warn = _stderr) -> list[Group]:
 
 def _boot_means(x: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
     """x: (..., n) -> bootstrap means (..., n_boot), same resample indices for all rows."""
+    return _boot(x, n_boot, seed, lambda r: r.mean(axis=-1))
+
+
+def _boot(x: np.ndarray, n_boot: int, seed: int, stat) -> np.ndarray:
     rng = np.random.default_rng(seed)
     n = x.shape[-1]
     idx = rng.integers(0, n, size=(n_boot, n))
-    return x[..., idx].mean(axis=-1)
+    return stat(x[..., idx])
+
+
+def iqm(values: Sequence[float], axis: int = -1):
+    """Interquartile mean: the 25% trimmed mean (rliable's IQM)."""
+    from scipy.stats import trim_mean
+
+    x = np.asarray(values, dtype=np.float64)
+    if x.size == 0:
+        return math.nan
+    out = trim_mean(x, 0.25, axis=axis)
+    return float(out) if np.ndim(out) == 0 else out
 
 
 def bootstrap_ci(values: Sequence[float], n_boot: int = DEFAULT_BOOTSTRAP,
-                 seed: int = DEFAULT_SEED, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean over seeds; one value -> (v, v)."""
+                 seed: int = DEFAULT_SEED, level: float = CI_LEVEL,
+                 statistic: str = "mean") -> tuple[float, float]:
+    """Percentile bootstrap CI over seeds of the mean (or "iqm"); one value -> (v, v)."""
     x = np.asarray(values, dtype=np.float64)
     if x.size == 0:
         return (math.nan, math.nan)
     if x.size == 1:
         return (float(x[0]), float(x[0]))
-    means = _boot_means(x, n_boot, seed)
+    stat = (lambda r: r.mean(axis=-1)) if statistic == "mean" else (lambda r: iqm(r, axis=-1))
+    boots = _boot(x, n_boot, seed, stat)
     tail = (1.0 - level) / 2.0 * 100.0
-    lo, hi = np.percentile(means, [tail, 100.0 - tail])
+    lo, hi = np.percentile(boots, [tail, 100.0 - tail])
     return (float(lo), float(hi))
-
-
-def iqm(values: Sequence[float]) -> float:
-    """Interquartile mean with fractional weights at the 25%/75% cut points."""
-    x = np.sort(np.asarray(values, dtype=np.float64))
-    n = x.size
-    if n == 0:
-        return math.nan
-    edges = np.arange(n + 1) / n
-    w = np.clip(np.minimum(edges[1:], 0.75) - np.maximum(edges[:-1], 0.25), 0.0, None)
-    return float(np.sum(w * x) / np.sum(w))
 
 
 def describe(values: Sequence[float], n_boot: int = DEFAULT_BOOTSTRAP,
              seed: int = DEFAULT_SEED) -> Stats:
     x = np.asarray(values, dtype=np.float64)
+    if x.size == 0:
+        return Stats(*([math.nan] * 6), n=0)
     lo, hi = bootstrap_ci(x, n_boot, seed)
-    return Stats(mean=float(x.mean()), ci_low=lo, ci_high=hi, iqm=iqm(x))
+    ilo, ihi = bootstrap_ci(x, n_boot, seed, statistic="iqm")
+    return Stats(mean=float(x.mean()), ci_low=lo, ci_high=hi, iqm=iqm(x), iqm_low=ilo, iqm_high=ihi,
+                 n=int(x.size))
+
+
+def probability_of_improvement(x: Sequence[float], y: Sequence[float]) -> float:
+    """P(X > Y) + P(X = Y) / 2 for a random seed of each: Mann-Whitney U / (n_x * n_y)."""
+    from scipy.stats import mannwhitneyu
+
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.size == 0 or y.size == 0:
+        return math.nan
+    return float(mannwhitneyu(x, y).statistic) / (x.size * y.size)
 
 
 def summarize(groups: Sequence[Group], n_boot: int = DEFAULT_BOOTSTRAP,
@@ -506,12 +509,12 @@ def summarize(groups: Sequence[Group], n_boot: int = DEFAULT_BOOTSTRAP,
     out = []
     for g in groups:
         finals = [float(r.values[-1]) for r in g.runs]
-        bests = [float(r.values.max()) for r in g.runs]
+        bests = [b for b in (r.best() for r in g.runs) if b is not None]
         last = [int(r.steps[-1]) for r in g.runs]
         out.append(Summary(
             env_id=g.env_id, label=g.label, n_seeds=len(g.runs),
             final=describe(finals, n_boot, seed), best=describe(bests, n_boot, seed),
-            last_step_min=min(last), last_step_max=max(last),
+            last_step_min=min(last), last_step_max=max(last), finals=finals,
         ))
     return out
 
@@ -551,12 +554,21 @@ def aggregate_curve(runs: Sequence[Run], n_boot: int = DEFAULT_BOOTSTRAP,
 # ---------------------------------------------------------------- outputs
 
 
-def plot_curves(groups: Sequence[Group], out_path: str | os.PathLike,
-                metric: str = DEFAULT_METRIC, n_boot: int = DEFAULT_BOOTSTRAP,
-                seed: int = DEFAULT_SEED) -> Path:
-    """One subplot per env; mean line and bootstrap band per configuration."""
+def y_label(groups: Sequence[Group], metric: str = DEFAULT_METRIC) -> str:
+    if metric != DEFAULT_METRIC:
+        return metric
+    episodes = sorted({format_value(r.config.get("eval_episodes", "?")) for g in groups for r in g.runs})
+    return f"eval return (deterministic, {'/'.join(episodes)} episodes)"
+
+
+def draw_curves(groups: Sequence[Group], metric: str = DEFAULT_METRIC,
+                n_boot: int = DEFAULT_BOOTSTRAP, seed: int = DEFAULT_SEED):
+    """One subplot per env: per configuration the mean line, its bootstrap band, and its seeds as
+    thin lines (gid "seed") when there are fewer than FEW_SEEDS. Returns the matplotlib Figure."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
     envs = sorted({g.env_id for g in groups})
     ncols = min(3, len(envs))
@@ -565,39 +577,61 @@ def plot_curves(groups: Sequence[Group], out_path: str | os.PathLike,
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, env in zip(axes, envs):
-        for i, g in enumerate(gr for gr in groups if gr.env_id == env):
+        env_groups = [gr for gr in groups if gr.env_id == env]
+        handles = []
+        for i, g in enumerate(env_groups):
             steps, mean, low, high, n = aggregate_curve(g.runs, n_boot, seed)
             color = f"C{i % 10}"
+            if len(g.runs) < FEW_SEEDS:
+                for r in g.runs:
+                    ax.plot(r.steps, r.values, color=color, linewidth=0.6, alpha=0.5, gid="seed")
             full = np.where(n == len(g.runs), mean, np.nan)
             ax.plot(steps, mean, color=color, linestyle="--", linewidth=1.0)
-            ax.plot(steps, full, color=color, marker="o" if steps.size == 1 else None,
-                    label=f"{g.label} (n={len(g.runs)})")
-            ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
+            few = "<5 " if len(g.runs) < FEW_SEEDS else ""
+            line, = ax.plot(steps, full, color=color, marker="o" if steps.size == 1 else None,
+                            label=f"{g.label} ({few}n={len(g.runs)})", gid="mean")
+            ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0, gid="band")
+            handles.append(line)
+        handles.append((Patch(color="0.5", alpha=0.3, linewidth=0),
+                        Line2D([], [], color="0.3")))
+        labels = [h.get_label() for h in handles[:-1]] + [BAND_LABEL]
+        if any(len(g.runs) < FEW_SEEDS for g in env_groups):
+            handles.append(Line2D([], [], color="0.3", linewidth=0.6, alpha=0.5))
+            labels.append(SEED_LINES_LABEL)
         ax.set_title(env)
         ax.set_xlabel("env steps")
-        ax.set_ylabel(metric)
+        ax.set_ylabel(y_label(env_groups, metric))
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(handles, labels, fontsize=7, loc="best")
     for ax in axes[len(envs):]:
         ax.set_visible(False)
     fig.tight_layout()
+    return fig
+
+
+def plot_curves(groups: Sequence[Group], out_path: str | os.PathLike,
+                metric: str = DEFAULT_METRIC, n_boot: int = DEFAULT_BOOTSTRAP,
+                seed: int = DEFAULT_SEED) -> Path:
     out_path = Path(out_path)
-    fig.savefig(out_path, format="png", dpi=110)
+    draw_curves(groups, metric, n_boot, seed).savefig(out_path, format="png", dpi=110)
     return out_path
 
 
 CSV_COLUMNS = (
-    "env", "label", "n_seeds",
-    "final_mean", "final_ci_low", "final_ci_high", "final_iqm",
-    "best_mean", "best_ci_low", "best_ci_high", "best_iqm",
+    "env", "label", "n_seeds", "few_seeds",
+    "final_mean", "final_ci_low", "final_ci_high",
+    "final_iqm", "final_iqm_ci_low", "final_iqm_ci_high",
+    "best_n", "best_mean", "best_ci_low", "best_ci_high",
+    "best_iqm", "best_iqm_ci_low", "best_iqm_ci_high",
     "last_step_min", "last_step_max",
 )
 
 
 def _csv_row(s: Summary) -> list[Any]:
-    return [s.env_id, s.label, s.n_seeds,
-            s.final.mean, s.final.ci_low, s.final.ci_high, s.final.iqm,
-            s.best.mean, s.best.ci_low, s.best.ci_high, s.best.iqm,
+    f, b = s.final, s.best
+    return [s.env_id, s.label, s.n_seeds, s.few_seeds,
+            f.mean, f.ci_low, f.ci_high, f.iqm, f.iqm_low, f.iqm_high,
+            b.n, b.mean, b.ci_low, b.ci_high, b.iqm, b.iqm_low, b.iqm_high,
             s.last_step_min, s.last_step_max]
 
 
@@ -614,25 +648,57 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def _with_ci(value: float, low: float, high: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.2f} [{low:.2f}, {high:.2f}]"
+
+
+FEW_MARK = "(few)"
+
+
+def improvement_table(summaries: Sequence[Summary]) -> list[str]:
+    """Markdown: per env with 2+ configurations, P(row's final return > column's) over seeds."""
+    lines: list[str] = []
+    for env in sorted({s.env_id for s in summaries}):
+        rows = [s for s in summaries if s.env_id == env]
+        if len(rows) < 2:
+            continue
+        lines += ["", f"Probability of improvement, {_md_cell(env)}: P(a seed of the row's configuration ends "
+                      "above a seed of the column's), final return, ties count half (Mann-Whitney U / "
+                      "(n_row * n_col); 0.5 = no difference).", "",
+                  "| config | " + " | ".join(_md_cell(s.label) for s in rows) + " |",
+                  "|---|" + "---:|" * len(rows)]
+        for a in rows:
+            cells = ["-" if a is b else f"{probability_of_improvement(a.finals, b.finals):.2f}" for b in rows]
+            lines.append(f"| {_md_cell(a.label)} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def summary_markdown(summaries: Sequence[Summary], metric: str = DEFAULT_METRIC) -> str:
-    head = ["env", "config", "seeds",
-            "final mean", "final 95% CI", "final IQM",
-            "best mean", "best 95% CI", "best IQM", "last step"]
-    lines = [f"Metric: `{metric}` (final = last eval of each run, best = max over evals; "
-             "stats over seeds)", "",
+    head = ["env", "config", "seeds", "final mean [95% CI]", "final IQM [95% CI]",
+            "best mean [95% CI]", "best IQM [95% CI]", "last step"]
+    lines = [f"Metric: `{metric}`. Final = last eval of each run, best = its highest eval after "
+             "learning_starts; mean and IQM (25% trimmed mean) over seeds with 95% percentile-bootstrap CIs.",
+             "",
              "| " + " | ".join(head) + " |",
-             "|" + "|".join(["---"] * 3 + ["---:"] * 7) + "|"]
+             "|" + "|".join(["---"] * 3 + ["---:"] * 5) + "|"]
     for s in summaries:
         steps = (str(s.last_step_max) if s.last_step_min == s.last_step_max
                  else f"{s.last_step_min}-{s.last_step_max}")
+        best_n = "" if s.best.n == s.n_seeds else f" (n={s.best.n})"
         cells = [
-            _md_cell(s.env_id), _md_cell(s.label), str(s.n_seeds),
-            f"{s.final.mean:.2f}", f"[{s.final.ci_low:.2f}, {s.final.ci_high:.2f}]",
-            f"{s.final.iqm:.2f}",
-            f"{s.best.mean:.2f}", f"[{s.best.ci_low:.2f}, {s.best.ci_high:.2f}]",
-            f"{s.best.iqm:.2f}", steps,
+            _md_cell(s.env_id), _md_cell(s.label), f"{s.n_seeds} {FEW_MARK}" if s.few_seeds else str(s.n_seeds),
+            _with_ci(s.final.mean, s.final.ci_low, s.final.ci_high),
+            _with_ci(s.final.iqm, s.final.iqm_low, s.final.iqm_high),
+            _with_ci(s.best.mean, s.best.ci_low, s.best.ci_high) + best_n,
+            _with_ci(s.best.iqm, s.best.iqm_low, s.best.iqm_high) + best_n, steps,
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    if any(s.few_seeds for s in summaries):
+        lines += ["", f"{FEW_MARK} fewer than {FEW_SEEDS} seeds: the CIs say little (with 2 seeds a bootstrap "
+                      "CI is [min, max]); learning_curves.png draws each of these seeds as a thin line."]
+    if any(s.best.n < s.n_seeds for s in summaries):
+        lines += ["", "best (n=k): only k seeds have an eval after learning_starts yet."]
+    lines += improvement_table(summaries)
     return "\n".join(lines) + "\n"
 
 

@@ -5,10 +5,7 @@ from pathlib import Path
 
 from . import checkpoint as ckpt
 from .config import ConfigError
-
-# Keys that define the experiment: a resume with any of them changed is refused.
-EXPERIMENT_KEYS = ("env.id", "env.max_episode_steps", "algorithm", "network", "hyperparameters", "seed", "num_envs",
-                   "learning_starts", "precision")
+from .experiment import RUN_SETTINGS, config_differences
 
 
 def resolve_resume(resume: str | None, run_dir: Path) -> tuple[Path, Path | None]:
@@ -34,33 +31,11 @@ def load_checkpoint(source: Path) -> tuple[Path, dict] | None:
     return ckpt.load_latest(source)
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def config_differences(saved: dict, current: dict) -> list[str]:
-    """The experiment keys whose values differ between a checkpoint's config and this run's."""
-    saved_flat, current_flat = _flatten(saved), _flatten(current)
-    diffs = []
-    for key in sorted(set(saved_flat) | set(current_flat)):
-        if any(key == k or key.startswith(k + ".") for k in EXPERIMENT_KEYS):
-            if saved_flat.get(key) != current_flat.get(key):
-                diffs.append(f"{key} ({saved_flat.get(key)!r} in the checkpoint, {current_flat.get(key)!r} now)")
-    return diffs
-
-
 def check_compatible(path: Path, state: dict, config: dict, total_steps: int) -> None:
     diffs = config_differences(state["config"], config)
     if diffs:
         raise ConfigError(f"cannot resume from {path}: the config differs in {'; '.join(diffs)}. "
-                          "Only run settings (total_steps, logger, device, eval and checkpoint cadence) may change")
+                          f"Only run settings ({', '.join(k for k in RUN_SETTINGS if k != 'hydra')}) may change")
     if state["trainer"]["step"] > total_steps:
         raise ConfigError(f"total_steps={total_steps} is below the checkpoint's step "
                           f"{state['trainer']['step']}: raise total_steps to extend the run")

@@ -54,9 +54,20 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def md_tables(path: Path) -> list[list[str]]:
+    """The markdown tables of a file, each as its data rows (header and separator dropped)."""
+    tables, current = [], []
+    for line in path.read_text().splitlines() + [""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            tables.append(current[2:])
+            current = []
+    return tables
+
+
 def md_data_rows(path: Path) -> list[str]:
-    rows = [l for l in path.read_text().splitlines() if l.startswith("|")]
-    return rows[2:]  # drop header and separator
+    return md_tables(path)[0]  # the summary table
 
 
 @pytest.fixture
@@ -254,8 +265,9 @@ def test_grouping_ignores_denylisted_keys_and_labels_varying(tmp_path):
         ("HalfCheetah-v5", "hyperparameters.lr=2", 1),
         ("Hopper-v5", "sac", 1),
     ]
-    assert "seed" in report.IGNORED_KEYS and "logger" in report.IGNORED_KEYS
-    assert report.is_ignored("hydra.run.dir") and not report.is_ignored("algorithm.alpha")
+    kept = report.experiment_config(loaded[0].config)
+    assert "seed" not in kept and not any(k.startswith(("logger", "hydra")) for k in kept)
+    assert "algorithm.alpha" in kept
 
 
 def test_hydra_config_fallback_with_interpolation(tmp_path):
@@ -284,15 +296,101 @@ def test_multiple_inputs_dedupe_and_default_out(sweep, tmp_path, monkeypatch):
     assert sorted(int(r["n_seeds"]) for r in rows) == [2, 2]
 
 
-def test_iqm_and_bootstrap():
+def test_iqm_is_the_25_percent_trimmed_mean():
     assert report.iqm([7.0]) == 7.0
-    assert report.iqm([1.0, 2.0, 3.0, 4.0]) == pytest.approx(2.5)
+    assert report.iqm([1.0, 2.0, 3.0, 4.0]) == pytest.approx(2.5)  # middle two
     assert report.iqm([0.0, 0.0, 0.0, 100.0]) == pytest.approx(0.0)  # outlier trimmed
-    assert report.iqm([3.0, 1.0, 2.0]) == pytest.approx((1 + 4 * 2 + 3) / 6)
+    # floor(0.25 n) values cut from each end: none of 3, one of 5 and 7, two of 8
+    assert report.iqm([3.0, 1.0, 20.0]) == pytest.approx(8.0)
+    assert report.iqm([100.0, 1.0, 2.0, 6.0, -50.0]) == pytest.approx(3.0)
+    assert report.iqm([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 1000.0]) == pytest.approx(3.0)
     assert report.iqm(range(8)) == pytest.approx(3.5)
+
+
+def test_bootstrap_cis_of_mean_and_iqm():
     assert report.bootstrap_ci([4.0]) == (4.0, 4.0)
     x = np.array([0.0, 10.0, 20.0, 30.0])
     lo, hi = report.bootstrap_ci(x, n_boot=1000, seed=0)
     assert 0.0 <= lo < x.mean() < hi <= 30.0
     assert report.bootstrap_ci(x, n_boot=1000, seed=0) == (lo, hi)
     assert report.bootstrap_ci([5.0, 5.0, 5.0]) == (5.0, 5.0)
+    # The IQM's CI is the IQM's: an outlier seed widens the mean's CI far more than the IQM's.
+    y = [10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0, 1000.0]
+    mlo, mhi = report.bootstrap_ci(y, n_boot=2000, seed=0)
+    ilo, ihi = report.bootstrap_ci(y, n_boot=2000, seed=0, statistic="iqm")
+    assert mlo <= np.mean(y) <= mhi and ilo <= report.iqm(y) <= ihi
+    assert ihi < 300.0 < mhi  # with 2000 resamples: about 261 and 384
+    stats = report.describe(y, n_boot=2000, seed=0)
+    assert (stats.ci_low, stats.ci_high, stats.iqm_low, stats.iqm_high) == (mlo, mhi, ilo, ihi)
+    assert stats.iqm == pytest.approx(13.5) and stats.n == 8
+
+
+def test_rows_with_fewer_than_5_seeds_are_flagged(tmp_path):
+    for seed in range(5):
+        make_run(tmp_path / f"five{seed}", seed=seed, scale=0.5, evals=[(1000, float(seed))])
+    for seed in range(2):
+        make_run(tmp_path / f"two{seed}", seed=seed, scale=2.0, evals=[(1000, float(seed))])
+    out = tmp_path / "out"
+    assert report.main([str(tmp_path), "--out", str(out), "--bootstrap", "200"]) == 0
+    few = {r["label"]: r["few_seeds"] for r in read_csv(out / "summary.csv")}
+    assert few == {"algorithm.target_entropy_scale=0.5": "False", "algorithm.target_entropy_scale=2.0": "True"}
+    seeds_cell = {row.split("|")[2].strip(): row.split("|")[3].strip() for row in md_data_rows(out / "summary.md")}
+    assert seeds_cell == {"algorithm.target_entropy_scale=0.5": "5",
+                          "algorithm.target_entropy_scale=2.0": f"2 {report.FEW_MARK}"}
+    assert f"{report.FEW_MARK} fewer than 5 seeds" in (out / "summary.md").read_text()
+
+
+def test_best_ignores_evaluations_before_learning_starts(tmp_path):
+    # The warm-up policy's eval (step 100 <= learning_starts 500) is the highest; it must not count.
+    a = make_run(tmp_path / "a", seed=0, evals=[(100, 900.0), (1000, 20.0), (2000, 30.0)],
+                 extra_cfg={"learning_starts": 500})
+    b = make_run(tmp_path / "b", seed=1, evals=[(500, 800.0), (1000, 50.0)], extra_cfg={"learning_starts": 500})
+    # Still warming up: no eval after learning_starts, so no best yet.
+    c = make_run(tmp_path / "c", seed=2, evals=[(400, 700.0)], extra_cfg={"learning_starts": 500})
+    (s,) = report.summarize(report.group_runs([report.load_run(d) for d in (a, b, c)]), n_boot=100)
+    assert s.best.n == 2 and s.best.mean == pytest.approx((30.0 + 50.0) / 2)
+    assert s.final.n == 3 and s.final.mean == pytest.approx((30.0 + 50.0 + 700.0) / 3)
+    # Without a top-level learning_starts the env's own applies (make_run: env.learning_starts = 100).
+    d = make_run(tmp_path / "d", seed=0, evals=[(100, 900.0), (200, 5.0)])
+    assert report.load_run(d).best() == 5.0
+
+
+def test_probability_of_improvement_hand_checked(tmp_path):
+    # x = [1, 3, 5], y = [2, 3]: pairs x > y: (3,2) (5,2) (5,3) = 3, ties (3,3) = 1 -> (3 + 0.5) / 6
+    assert report.probability_of_improvement([1.0, 3.0, 5.0], [2.0, 3.0]) == pytest.approx(3.5 / 6)
+    assert report.probability_of_improvement([2.0, 3.0], [1.0, 3.0, 5.0]) == pytest.approx(2.5 / 6)
+    assert report.probability_of_improvement([9.0, 8.0], [1.0, 2.0]) == 1.0
+    # In the report: one table per env with 2+ configurations, P(row > column).
+    for i, v in enumerate((1.0, 3.0, 5.0)):
+        make_run(tmp_path / f"x{i}", seed=i, scale=0.5, evals=[(1000, v)])
+    for i, v in enumerate((2.0, 3.0)):
+        make_run(tmp_path / f"y{i}", seed=i, scale=2.0, evals=[(1000, v)])
+    make_run(tmp_path / "hopper", seed=0, env_id="Hopper-v5", evals=[(1000, 1.0)])  # alone in its env: no table
+    out = tmp_path / "out"
+    assert report.main([str(tmp_path), "--out", str(out), "--bootstrap", "100"]) == 0
+    summary, improvement = md_tables(out / "summary.md")
+    assert len(summary) == 3
+    cells = {row.split("|")[1].strip(): [c.strip() for c in row.split("|")[2:-1]] for row in improvement}
+    assert cells == {"algorithm.target_entropy_scale=0.5": ["-", "0.58"],
+                     "algorithm.target_entropy_scale=2.0": ["0.42", "-"]}
+
+
+def test_plot_draws_seeds_of_small_groups_labels_band_and_axes(tmp_path):
+    for seed in range(2):
+        make_run(tmp_path / f"small{seed}", seed=seed, scale=0.5, evals=[(0, 1.0 + seed), (1000, 5.0 + seed)])
+    for seed in range(5):
+        make_run(tmp_path / f"large{seed}", seed=seed, scale=2.0, evals=[(0, 1.0 + seed), (1000, 9.0 + seed)])
+    groups = report.group_runs([report.load_run(d) for d in report.find_runs([tmp_path])])
+    fig = report.draw_curves(groups, n_boot=100)
+    (ax,) = fig.axes
+    seed_lines = [line for line in ax.lines if line.get_gid() == "seed"]
+    assert len(seed_lines) == 2  # the 2-seed group's seeds; none of the 5-seed group's
+    assert sorted(line.get_ydata()[-1] for line in seed_lines) == [5.0, 6.0]
+    assert all(line.get_linewidth() < ax.lines[-1].get_linewidth() for line in seed_lines)
+    assert len([c for c in ax.collections if c.get_gid() == "band"]) == 2
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["algorithm.target_entropy_scale=0.5 (<5 n=2)", "algorithm.target_entropy_scale=2.0 (n=5)",
+                      "mean, 95% bootstrap CI", "single seeds (n < 5)"]
+    assert ax.get_xlabel() == "env steps"
+    assert ax.get_ylabel() == "eval return (deterministic, 5 episodes)"  # make_run: eval_episodes 5
+    assert report.draw_curves(groups, metric="eval/return_std", n_boot=10).axes[0].get_ylabel() == "eval/return_std"
