@@ -14,7 +14,9 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c constraints.txt torch
-	$(PIP) install -q -c constraints.txt -e ".[test]"
+	@# a venv made before the mujoco pin holds mujoco 4's split packages: remove them so that 3.17 installs cleanly
+	$(PIP) uninstall -q -y mujoco-core mujoco-studio 2>/dev/null || true
+	$(PIP) install -q -c constraints.txt -e ".[test,dmc]"
 	touch $@
 
 ## Train on the default config (HalfCheetah, paper settings). Extra overrides: make run ARGS="env=Hopper seed=1"

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from . import checkpoint as ckpt
 from .config import ConfigError, to_container
 from .envs import EnvPool, env_dims, make_env
+from .experiment import run_identity
 from .evaluation import eval_seeds, run_episodes
 from .replay import ReplayBuffer, available_memory_bytes, required_bytes
 from .resume import check_compatible, load_checkpoint, resolve_resume
@@ -60,18 +61,6 @@ def warn_if_bf16_is_emulated(precision: str, device: torch.device) -> None:
     if not native:
         log.warning("precision=bf16 on a CPU without native bfloat16 (no AVX-512 BF16 or AMX): the matmuls are "
                     "emulated and slower than precision=fp32")
-
-
-def run_identity(cfg: DictConfig) -> tuple[str, str, list[str]]:
-    """A readable W&B run name, a group shared by the seeds of one configuration, and tags."""
-    a = cfg.algorithm
-    temp = f"tes{a.target_entropy_scale:g}" if a.learn_alpha and a.target_entropy is None else (
-        f"H{a.target_entropy:g}" if a.learn_alpha else f"alpha{a.alpha:g}")
-    config_name = f"{cfg.env.id}_{a.name}_{temp}"
-    group = cfg.logger.group or config_name
-    name = cfg.logger.name or f"{config_name}_s{cfg.seed}"
-    tags = [cfg.env.id, a.name, f"seed:{cfg.seed}", *cfg.logger.tags]
-    return name, group, tags
 
 
 class Trainer:
