@@ -16,6 +16,7 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from . import joblog  # noqa: E402
 from .checkpoint import CheckpointError  # noqa: E402
 from .config import ConfigError, register_configs, validate  # noqa: E402
 
@@ -43,11 +44,13 @@ def run(cfg: DictConfig) -> float | None:
 
     hydra_cfg = HydraConfig.get()
     cfg.run_dir = cfg.run_dir or hydra_cfg.runtime.output_dir
-    if hydra_cfg.mode == RunMode.MULTIRUN and cfg.logger.group is None:
-        # One W&B group per sweep, named by its dir: multirun/2026-11-24/21-05-09 -> sweep_2026-11-24_21-05-09
-        cfg.logger.group = "sweep_" + "_".join(Path(hydra_cfg.sweep.dir).parts[-2:])
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    if multirun:  # W&B: the sweep id and the swept key=values as tags; console lines carry the job's name
+        joblog.join_sweep(cfg, hydra_cfg)
+    joblog.route_mujoco_messages(cfg.run_dir)
     try:
         validate(cfg)
+        joblog.write_header(cfg, joblog.command_line(hydra_cfg, multirun))
         summary = Trainer(cfg).train()
     except (ConfigError, CheckpointError) as e:
         _fail(str(e), EXIT_USER_ERROR, hydra_cfg.mode)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import struct
 import subprocess
 import time
@@ -32,6 +33,8 @@ TINY = ("env=Pendulum", "total_steps=300", "learning_starts=100", "eval_every=15
 TRAIN_KEYS = {"loss/critic", "loss/actor", "loss/alpha", "alpha", "entropy", "q_mean",
               "perf/steps_per_second", "perf/updates_per_second"}
 FAKE_KEY = "0123456789abcdef0123456789abcdef0fakekey"
+# The W&B group of a TINY run: env, algorithm and the experiment keys TINY changes from Pendulum's defaults.
+TINY_GROUP = "Pendulum-v1 sac batch_size=32 learning_starts=100 hidden_sizes=32x32"
 
 
 @pytest.fixture(autouse=True)
@@ -192,10 +195,11 @@ def test_offline_run_records_history_config_identity_and_summary(cfg_factory):
     assert wf.config["seed"] == 3 and wf.config["total_steps"] == 300
     assert wf.config["run_dir"] == str(run_dir)
 
-    # Identity: readable name, group shared by seeds, tags, job type.
-    assert wf.run.display_name == "Pendulum-v1_sac_tes0.5_s3"
-    assert wf.run.run_group == "Pendulum-v1_sac_tes0.5"
-    assert {"Pendulum-v1", "sac", "seed:3"} <= set(wf.run.tags)
+    # Identity: the group is the configuration (what differs from the defaults), the name adds the seed.
+    group = "Pendulum-v1 sac target_entropy_scale=0.5 batch_size=32 learning_starts=100 hidden_sizes=32x32"
+    assert wf.run.run_group == group
+    assert wf.run.display_name == f"{group} seed=3"
+    assert {"Pendulum-v1", "sac", "seed=3"} <= set(wf.run.tags)
     assert wf.run.job_type == "train" and wf.run.project == "sac-runner"
 
     # Summary: final and best eval return.
@@ -214,11 +218,11 @@ def test_two_runs_in_one_process_are_distinct_runs_in_one_group(cfg_factory, tmp
     a, b = (only_wandb_file(d) for d in dirs)
     assert a.run.run_id and b.run.run_id and a.run.run_id != b.run.run_id
     assert a.run.run_group == b.run.run_group == "sweep_test"
-    assert (a.run.display_name, b.run.display_name) == ("Pendulum-v1_sac_tes1_s0", "Pendulum-v1_sac_tes1_s1")
+    assert (a.run.display_name, b.run.display_name) == (f"{TINY_GROUP} seed=0", f"{TINY_GROUP} seed=1")
     assert [e.exit_code for e in a.exits] == [e.exit_code for e in b.exits] == [0]
 
 
-def test_sac_run_multirun_gives_each_job_its_own_run_in_one_sweep_group(tmp_path):
+def test_sac_run_multirun_jobs_are_runs_of_their_configuration_tagged_with_the_sweep(tmp_path):
     sweep = tmp_path / "multirun" / "2026-01-02" / "03-04-05"
     result = subprocess.run(
         [SAC_RUN, "-m", *TINY, "total_steps=150", "seed=0,1", "progress=false", f"hydra.sweep.dir={sweep}"],
@@ -228,8 +232,24 @@ def test_sac_run_multirun_gives_each_job_its_own_run_in_one_sweep_group(tmp_path
     assert len(jobs) == 2
     a, b = (only_wandb_file(job) for job in jobs)
     assert a.run.run_id != b.run.run_id
-    assert a.run.run_group == b.run.run_group == "sweep_2026-01-02_03-04-05"
-    assert {a.run.display_name, b.run.display_name} == {"Pendulum-v1_sac_tes1_s0", "Pendulum-v1_sac_tes1_s1"}
+    # Two seeds of one configuration: one group; the sweep is a tag and the job type, the seed a tag.
+    assert a.run.run_group == b.run.run_group == TINY_GROUP
+    assert {a.run.display_name, b.run.display_name} == {f"{TINY_GROUP} seed=0", f"{TINY_GROUP} seed=1"}
+    for wf in (a, b):
+        seed = wf.config["seed"]
+        assert {"sweep_2026-01-02_03-04-05", f"seed={seed}"} <= set(wf.run.tags)
+        assert wf.run.job_type == "sweep_2026-01-02_03-04-05"
+    # Every line a job logs to the console names the job; train.log opens with what runs where.
+    job_lines = [ln for ln in (result.stdout + result.stderr).splitlines() if re.match(r"\[\d\d:\d\d:\d\d\]\[", ln)]
+    assert job_lines and all(re.match(r"\[[\d:]+\]\[\w+\] \[seed=[01]\] ", ln) for ln in job_lines), job_lines
+    for job in jobs:
+        head = [ln.split("] ", 1)[1] for ln in (job / "train.log").read_text().splitlines()[:5]]
+        assert head[0].startswith("command: sac-run ") and "seed=" in head[0]
+        assert head[1] == f"run dir: {job}"
+        assert head[2].startswith("versions: sac-runner ") and all(p in head[2] for p in ("torch", "gymnasium", "mujoco"))
+        assert head[3] == "device: cpu, threads: 1"
+        assert head[4].endswith("differs from the defaults in: hyperparameters.batch_size=32, learning_starts=100, "
+                                "network.hidden_sizes=32x32")
     assert [e.exit_code for e in a.exits + b.exits] == [0, 0]
     assert result.stdout.count("wandb sync") + result.stderr.count("wandb sync") == 2  # one start line a job
 
