@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from . import activations
+from .distributions import SquashedSample
 
 aten = torch.ops.aten
 
@@ -165,34 +166,7 @@ def _into(out: Tensor, matmul, a: Tensor, b: Tensor) -> None:
         out.copy_(matmul(a, b))
 
 
-# ---- the tanh-squashed Gaussian head ----
-
-LOG_2 = 0.6931471805599453
-LOG_SQRT_2PI = 0.9189385332046727
-
-
-def tanh_log_det_jacobian(u: Tensor) -> Tensor:
-    """log(1 - tanh(u)^2), in the stable form 2 (log 2 - u - softplus(-2u))."""
-    return 2.0 * (LOG_2 - u - torch.nn.functional.softplus(-2.0 * u))
-
-
-class SquashedSample(NamedTuple):
-    action: Tensor  # tanh(u), u = mean + std * eps
-    log_prob: Tensor  # [batch]
-    std: Tensor
-    eps: Tensor
-    log_std_raw: Tensor  # before clamping, for the clamp's gradient mask
-
-
-def squashed_gaussian(head: Tensor, eps: Tensor, log_std_min: float, log_std_max: float) -> SquashedSample:
-    """a = tanh(mean + std * eps) and log pi(a) = sum(log N(u; mean, std) - log(1 - tanh(u)^2))."""
-    mean, raw = head.chunk(2, dim=-1)
-    log_std = raw.clamp(log_std_min, log_std_max)
-    std = log_std.exp()
-    u = torch.addcmul(mean, std, eps)
-    log_prob = (-0.5 * eps.square() - log_std - LOG_SQRT_2PI - tanh_log_det_jacobian(u)).sum(-1)
-    return SquashedSample(torch.tanh(u), log_prob, std, eps, raw)
-
+# ---- the tanh-squashed Gaussian head (distributions.py) ----
 
 def squashed_gaussian_backward(s: SquashedSample, grad_action: Tensor, grad_log_prob: Tensor,
                                log_std_min: float, log_std_max: float) -> Tensor:

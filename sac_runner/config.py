@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from .activations import NAMES as ACTIVATIONS
+from .update_path import choose_update_path, resolve_device
 
 
 class ConfigError(ValueError):
@@ -27,6 +29,13 @@ class AlgorithmConfig:
 
 
 @dataclass
+class EnvBudgets:
+    total_steps: int = MISSING
+    learning_starts: int = MISSING
+    eval_every: int = MISSING
+
+
+@dataclass
 class EnvConfig:
     id: str = MISSING
     total_steps: int = 1_000_000
@@ -34,6 +43,19 @@ class EnvConfig:
     eval_every: int = 5_000
     # Overrides the env's registered time limit (episodes are truncated, never terminated, there).
     max_episode_steps: Optional[int] = None
+    # Keyword arguments for gym.make (training and evaluation); eval_kwargs override some for evaluation only.
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+    eval_kwargs: Dict[str, Any] = field(default_factory=dict)
+    # module:Class registered under `id` for the run (an env not registered with Gymnasium).
+    entry_point: Optional[str] = None
+    # Each action is applied this many env steps (DMC convention); step counts and budgets are env steps.
+    action_repeat: int = 1
+    # Running mean/variance normalization of observations (statistics from training, frozen in evaluation).
+    normalize_obs: bool = False
+    # Rewards are multiplied by this before they enter the replay buffer (logged returns stay unscaled).
+    reward_scale: float = 1.0
+    # Budgets by env id: used while `id` is one of these, else the generic ones (conf/env/generic.yaml).
+    presets: Dict[str, EnvBudgets] = field(default_factory=dict)
 
 
 @dataclass
@@ -42,6 +64,7 @@ class NetworkConfig:
     activation: str = "relu"
     log_std_min: float = -20.0
     log_std_max: float = 2.0
+    layer_norm: bool = False
 
 
 @dataclass
@@ -88,10 +111,14 @@ class Config:
     threads: int = 0
     precision: str = "fp32"
     compile: Optional[bool] = None  # null: on with precision=bf16, off with fp32
+    update: str = "auto"  # auto | autograd | fast
     num_envs: int = 1
     checkpoint_every: int = 50_000
     keep_checkpoints: int = 3
     resume: Optional[str] = None
+    # A trained run dir or model file whose networks (and alpha) a new run starts from (fine-tuning).
+    init_from: Optional[str] = None
+    init_reset_alpha: bool = False  # with init_from: alpha starts from algorithm.alpha, not the trained run's
     progress: bool = True
     log_every: int = 1000
     # Set by the CLI to Hydra's output dir; tests set it directly.
@@ -103,12 +130,44 @@ LOGGER_BACKENDS = ("wandb", "none")
 LOGGER_MODES = (None, "online", "offline", "disabled")
 PRECISIONS = ("fp32", "bf16")
 OPTIMIZERS = ("adam",)
+# gym.make keywords the runner sets itself.
+RESERVED_ENV_KWARGS = {"max_episode_steps": "use env.max_episode_steps",
+                       "render_mode": "the runner sets it (logger.video=true renders eval episodes)"}
+
+
+def _env_budget(key: str, generic: int, _parent_: DictConfig) -> int:
+    """An env budget: the preset's while env.id has one in env.presets, else the generic value."""
+    preset = _parent_.presets.get(_parent_.id)
+    return generic if preset is None else preset[key]
+
+
+def generic_budgets_note(cfg: DictConfig) -> str | None:
+    """What to log when env.id has no preset (the generic budgets apply); None when it has one."""
+    e = cfg.env
+    if e.id in e.presets:
+        return None
+    return (f"env.id={e.id} has no preset in this env option: generic budgets (conf/env/generic.yaml) "
+            f"env.total_steps={e.total_steps}, env.learning_starts={e.learning_starts}, env.eval_every={e.eval_every}; "
+            f"this run: total_steps={cfg.total_steps}, learning_starts={cfg.learning_starts}, "
+            f"eval_every={cfg.eval_every}. A preset (env=HalfCheetah, env=dmc, ...) holds its env's own budgets")
+
+
+def _register_env_resolvers() -> None:
+    if not OmegaConf.has_resolver("sac_runner.env_budget"):
+        OmegaConf.register_new_resolver("sac_runner.env_budget", _env_budget)
+
+
+_register_env_resolvers()  # at import: sweep workers resolve the config without calling register_configs
 
 
 def register_configs() -> None:
     from .experiment import register_resolvers
 
-    ConfigStore.instance().store(name="schema", node=Config)
+    schema = OmegaConf.structured(Config)
+    schema.env = OmegaConf.structured(EnvConfig)
+    for key in ("kwargs", "eval_kwargs"):  # open mappings: users write env.kwargs.g=5.0, no "+" needed
+        OmegaConf.set_struct(schema.env[key], False)
+    ConfigStore.instance().store(name="schema", node=schema)
     register_resolvers()  # conf/config.yaml's hydra section names sweep job dirs through them
 
 
@@ -117,10 +176,14 @@ def _require(ok: bool, key: str, allowed: str, value: Any) -> None:
         raise ConfigError(f"{key}={value!r} is not allowed: expected {allowed}")
 
 
-def _check_env_id(env_id: str) -> None:
+def _check_env_id(env_id: str, entry_point: str | None = None) -> None:
     import gymnasium as gym
 
+    from .envs import registered_id
+
+    env_id = registered_id(env_id, entry_point)  # imports `module:` of module:EnvId, registers entry_point
     if env_id in gym.registry:
+        _check_env_packages(env_id)
         return
     close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
@@ -128,6 +191,68 @@ def _check_env_id(env_id: str) -> None:
         f"env.id={env_id!r} is not a Gymnasium environment{hint}; "
         "choose env=HalfCheetah|Hopper|Walker2d|Ant|Humanoid|Pendulum|InvertedPendulum or set env.id to a registered id"
     )
+
+
+def _check_env_packages(env_id: str) -> None:
+    """The env's module imports: its extra packages (Box2D, MuJoCo, ...) are installed."""
+    import gymnasium as gym
+    from gymnasium.envs.registration import load_env_creator
+
+    entry = gym.spec(env_id).entry_point
+    if not isinstance(entry, str):
+        return
+    try:
+        load_env_creator(entry)
+    except (gym.error.DependencyNotInstalled, ImportError) as e:
+        raise ConfigError(f"env.id={env_id!r} needs packages that are not installed: "
+                          f"{' '.join(str(e).split()) or type(e).__name__}") from None
+
+
+def _check_finite(node: DictConfig, prefix: str = "") -> None:
+    """Every float in the config is a finite number (inf or nan passes range checks such as lr > 0)."""
+    for key in node.keys():
+        value = node[key]
+        if isinstance(value, DictConfig):
+            _check_finite(value, f"{prefix}{key}.")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{prefix}{key}={value!r} is not allowed: expected a finite number")
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def network_bytes(obs_dim: int, act_dim: int, hidden_sizes, batch_size: int, num_q: int = 2) -> int:
+    """Bytes (float32) the networks take while training: actor and critics with their gradients and Adam's two
+    moments, the critics' targets, and the activations of a batch (forward and backward)."""
+    def parameters(inputs: int, outputs: int) -> int:
+        sizes = [inputs, *hidden_sizes, outputs]
+        return sum((i + 1) * o for i, o in zip(sizes[:-1], sizes[1:]))
+
+    actor = parameters(obs_dim, 2 * act_dim)
+    critics = num_q * parameters(obs_dim + act_dim, 1)
+    activations = 2 * batch_size * sum(hidden_sizes) * (2 + 2 * num_q)  # the policy runs on two batches
+    return 4 * (4 * actor + 5 * critics + activations)
+
+
+def check_memory(cfg: DictConfig, obs_dim: int, act_dim: int, buffer_bytes: int, have: int | None,
+                 where: str) -> None:
+    """The replay buffer and the networks fit in `have` bytes (with 10% to spare); else name what to lower."""
+    if have is None:
+        return
+    h, n = cfg.hyperparameters, cfg.network
+    nets = network_bytes(obs_dim, act_dim, list(n.hidden_sizes), h.batch_size)
+    budget, available = 0.9 * have, f"only {_gib(have)} is {where}"
+    if buffer_bytes > budget:
+        raise ConfigError(f"hyperparameters.buffer_size={h.buffer_size} needs {_gib(buffer_bytes)} for the replay "
+                          f"buffer but {available}; lower hyperparameters.buffer_size")
+    if nets > budget:
+        raise ConfigError(f"network.hidden_sizes={list(n.hidden_sizes)} needs {_gib(nets)} for the networks (weights, "
+                          f"gradients, optimizer state) but {available}; lower network.hidden_sizes")
+    if buffer_bytes + nets > budget:
+        raise ConfigError(f"hyperparameters.buffer_size={h.buffer_size} and network.hidden_sizes="
+                          f"{list(n.hidden_sizes)} need {_gib(buffer_bytes + nets)} together (replay buffer "
+                          f"{_gib(buffer_bytes)}, networks {_gib(nets)}) but {available}; lower one of them")
 
 
 def _schema_tree(dc: type) -> dict:
@@ -154,7 +279,9 @@ def _check_known_keys(cfg: DictConfig) -> None:
 def validate(cfg: DictConfig) -> None:
     """Check keys, ranges and cross-field rules; raise ConfigError naming the key and what is allowed."""
     _check_known_keys(cfg)
+    _check_finite(cfg)
     a, h, n, lg = cfg.algorithm, cfg.hyperparameters, cfg.network, cfg.logger
+    _require(0 <= cfg.seed < 2**32, "seed", f"an integer in [0, {2**32 - 1}]", cfg.seed)
     _require(a.name in ALGORITHMS, "algorithm.name", " | ".join(ALGORITHMS), a.name)
     _require(a.alpha > 0, "algorithm.alpha", "a temperature > 0", a.alpha)
     _require(a.target_entropy_scale > 0, "algorithm.target_entropy_scale", "a value > 0", a.target_entropy_scale)
@@ -197,13 +324,24 @@ def validate(cfg: DictConfig) -> None:
         "auto | cpu | cuda | cuda:N",
         dev,
     )
+    try:  # the device and the update path together: CUDA present, and the path available for this network
+        choose_update_path(cfg["update"], cfg.precision, cfg.network, resolve_device(dev))
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
     _require(lg.backend in LOGGER_BACKENDS, "logger.backend", " | ".join(LOGGER_BACKENDS), lg.backend)
     _require(lg.mode in LOGGER_MODES, "logger.mode", "null (auto) | online | offline | disabled", lg.mode)
     _require(lg.video_every >= 1, "logger.video_every", "an integer >= 1", lg.video_every)
     _require(lg.video_size >= 16, "logger.video_size", "an integer >= 16 (pixels)", lg.video_size)
     _require(cfg.env.max_episode_steps is None or cfg.env.max_episode_steps >= 1, "env.max_episode_steps",
              "null (the env's own limit) or an integer >= 1", cfg.env.max_episode_steps)
-    _check_env_id(cfg.env.id)
+    e = cfg.env
+    _require(e.action_repeat >= 1, "env.action_repeat", "an integer >= 1", e.action_repeat)
+    _require(e.reward_scale > 0, "env.reward_scale", "a value > 0", e.reward_scale)
+    for group in ("kwargs", "eval_kwargs"):
+        for key, hint in RESERVED_ENV_KWARGS.items():
+            if key in e[group]:
+                raise ConfigError(f"env.{group}.{key} is not allowed: {hint}")
+    _check_env_id(e.id, e.entry_point)
 
 
 def to_container(cfg: DictConfig) -> dict:

@@ -1,7 +1,8 @@
 """Policy and critic networks. Tensors in, tensors out.
 
-Their forward passes serve acting and evaluation; the learning update runs the same layers through the
-hand-derived passes in backprop.py (`layers()` hands them over).
+Plain MLPs serve both update paths: autograd differentiates their forward passes, and the hand-derived
+kernel (backprop.py) runs the same layers (`layers()` hands them over). With `layer_norm`, each hidden layer
+is normalized before its activation (as in DroQ and later SAC variants); only the autograd path trains that.
 """
 from __future__ import annotations
 
@@ -10,20 +11,25 @@ from typing import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
-from .backprop import ACTIVATIONS, Layer, mlp_output, squashed_gaussian
+from .activations import FUNCTIONS
+from .backprop import ACTIVATIONS, Layer, mlp_output
+from .distributions import SquashedSample, squashed_gaussian
 
 
 class Actor(nn.Module):
     """Tanh-squashed Gaussian policy: a = tanh(mu + sigma * eps), actions in [-1, 1]."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int], activation: str = "relu",
-                 log_std_min: float = -20.0, log_std_max: float = 2.0):
+                 log_std_min: float = -20.0, log_std_max: float = 2.0, layer_norm: bool = False):
         super().__init__()
         sizes = [obs_dim, *hidden_sizes]
         self.hidden = nn.ModuleList(nn.Linear(i, o) for i, o in zip(sizes[:-1], sizes[1:]))
+        self.norms = nn.ModuleList(nn.LayerNorm(o) for o in hidden_sizes) if layer_norm else None
         self.head = nn.Linear(sizes[-1], 2 * act_dim)
         self.activation = ACTIVATIONS[activation]
+        self.activation_fn = FUNCTIONS[activation]
         self.act_dim = act_dim
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
         # The parameter objects stay the same through .to() and loads (only their data changes): listed once,
@@ -33,16 +39,27 @@ class Actor(nn.Module):
     def layers(self) -> list[Layer]:
         return list(self._layers)
 
+    def head_output(self, obs: Tensor) -> Tensor:
+        """[mean | raw log-std] of the Gaussian before the tanh, [batch, 2 * act_dim]."""
+        if self.norms is None:
+            return mlp_output(self._layers, obs, self.activation)
+        x = obs
+        for linear, norm in zip(self.hidden, self.norms):
+            x = self.activation_fn(norm(linear(x)))
+        return self.head(x)
+
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and (clamped) log standard deviation of the Gaussian before the tanh."""
-        mean, log_std = mlp_output(self.layers(), obs, self.activation).chunk(2, dim=-1)
+        mean, log_std = self.head_output(obs).chunk(2, dim=-1)
         return mean, log_std.clamp(self.log_std_min, self.log_std_max)
 
+    def sample_with(self, obs: Tensor, eps: Tensor) -> SquashedSample:
+        """The reparameterized sample for the given standard-normal noise, and its log-probability."""
+        return squashed_gaussian(self.head_output(obs), eps, self.log_std_min, self.log_std_max)
+
     def sample(self, obs: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """Reparameterized sample and its log-probability under the squashed distribution."""
-        head = mlp_output(self.layers(), obs, self.activation)
-        eps = torch.randn(obs.shape[0], self.act_dim, generator=generator, device=obs.device, dtype=head.dtype)
-        s = squashed_gaussian(head, eps, self.log_std_min, self.log_std_max)
+        eps = torch.randn(obs.shape[0], self.act_dim, generator=generator, device=obs.device)
+        s = self.sample_with(obs, eps)
         return s.action, s.log_prob
 
     def deterministic(self, obs: Tensor) -> Tensor:
@@ -51,7 +68,7 @@ class Actor(nn.Module):
     def explore(self, obs: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """A sampled action, without the log-probability (acting needs none). Computed in place in the head's
         output (no gradient can flow): acting is a dozen tiny ops, each allocation a measurable share."""
-        mean, log_std = mlp_output(self._layers, obs, self.activation).chunk(2, dim=-1)
+        mean, log_std = self.head_output(obs).chunk(2, dim=-1)
         eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         return mean.addcmul_(log_std.clamp_(self.log_std_min, self.log_std_max).exp_(), eps).tanh_()
 
@@ -60,7 +77,7 @@ class CriticEnsemble(nn.Module):
     """`num_q` Q-networks evaluated together: each layer is one batched matmul over the ensemble."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int], activation: str = "relu",
-                 num_q: int = 2):
+                 num_q: int = 2, layer_norm: bool = False):
         super().__init__()
         sizes = [obs_dim + act_dim, *hidden_sizes, 1]
         self.weights = nn.ParameterList()
@@ -69,7 +86,13 @@ class CriticEnsemble(nn.Module):
             bound = 1.0 / math.sqrt(fan_in)  # nn.Linear's default init, per member
             self.weights.append(nn.Parameter(torch.empty(num_q, fan_in, fan_out).uniform_(-bound, bound)))
             self.biases.append(nn.Parameter(torch.empty(num_q, 1, fan_out).uniform_(-bound, bound)))
+        # per-member LayerNorm gain and shift of each hidden layer
+        self.norm_gains = nn.ParameterList(nn.Parameter(torch.ones(num_q, 1, o)) for o in hidden_sizes) \
+            if layer_norm else None
+        self.norm_shifts = nn.ParameterList(nn.Parameter(torch.zeros(num_q, 1, o)) for o in hidden_sizes) \
+            if layer_norm else None
         self.activation = ACTIVATIONS[activation]
+        self.activation_fn = FUNCTIONS[activation]
         self.num_q = num_q
 
     def layers(self) -> list[Layer]:
@@ -77,7 +100,14 @@ class CriticEnsemble(nn.Module):
 
     def forward(self, obs: Tensor, action: Tensor) -> Tensor:
         """Q-values of shape [num_q, batch]."""
-        return mlp_output(self.layers(), torch.cat([obs, action], dim=-1), self.activation).squeeze(-1)
+        x = torch.cat([obs, action], dim=-1)
+        if self.norm_gains is None:
+            return mlp_output(self.layers(), x, self.activation).squeeze(-1)
+        x = x.expand(self.num_q, *x.shape)
+        for w, b, gain, shift in zip(self.weights, self.biases, self.norm_gains, self.norm_shifts):
+            z = torch.baddbmm(b, x, w)
+            x = self.activation_fn(torch.addcmul(shift, F.layer_norm(z, z.shape[-1:]), gain))
+        return torch.baddbmm(self.biases[-1], x, self.weights[-1]).squeeze(-1)
 
     def param_list(self) -> list[Tensor]:
-        return [*self.weights, *self.biases]
+        return list(self.parameters())

@@ -9,21 +9,26 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 import yaml
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from . import checkpoint as ckpt
-from .config import ConfigError, to_container
-from .envs import EnvPool, env_dims, make_env
+from .config import ConfigError, generic_budgets_note, to_container
+from .envs import EnvPool, env_dims, env_from_config, rng_state_from_tensors, rng_state_to_tensors
 from .experiment import run_identity
 from .evaluation import eval_seeds, run_episodes
+from .finetune import init_from
+from .normalization import ObsNormalizer
+from .video import check_can_render
 from .replay import ReplayBuffer, available_memory_bytes, required_bytes
 from .resume import check_compatible, load_checkpoint, resolve_resume
-from .sac import SAC, SACConfig
+from .sac import SAC
 from .tracking import STEP_KEY, Tracker
+from .update_path import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +50,6 @@ class NonFiniteError(RuntimeError):
     """A loss or parameter became NaN or infinite."""
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device={name!r} is not available: this machine has no CUDA GPU (use device=cpu or auto)")
-    return torch.device(name)
-
-
 def warn_if_bf16_is_emulated(precision: str, device: torch.device) -> None:
     if precision != "bf16" or device.type != "cpu":
         return
@@ -61,6 +58,27 @@ def warn_if_bf16_is_emulated(precision: str, device: torch.device) -> None:
     if not native:
         log.warning("precision=bf16 on a CPU without native bfloat16 (no AVX-512 BF16 or AMX): the matmuls are "
                     "emulated and slower than precision=fp32")
+
+
+def make_agent(cfg: DictConfig, obs_dim: int, act_dim: int, device: torch.device | str = "cpu",
+               compile: bool | None = None) -> SAC:
+    """The agent a run's config describes (the trainer's, and load_policy's for a saved run)."""
+    if compile is None:
+        compile = cfg.compile if cfg.compile is not None else cfg.precision == "bf16"
+    return SAC(obs_dim, act_dim, _plain(cfg.network), _plain(cfg.hyperparameters), _plain(cfg.algorithm),
+               precision=cfg.precision, compile=compile, update=cfg["update"], device=device,
+               seed=cfg.seed)
+
+
+def _plain(node: DictConfig) -> SimpleNamespace:
+    """A config group as plain attributes: the agent reads them in its update, where OmegaConf's lookups
+    would cost microseconds each."""
+    return SimpleNamespace(**OmegaConf.to_container(node, resolve=True))
+
+
+def make_eval_env(cfg: DictConfig, render_size: int | None = None):
+    """One evaluation env of a run (also what load_policy and sac-eval build)."""
+    return env_from_config(cfg.env, evaluation=True, render_size=render_size)
 
 
 class Trainer:
@@ -78,24 +96,25 @@ class Trainer:
         np.random.seed(cfg.seed % 2**32)
         torch.manual_seed(cfg.seed)
 
-        self.envs = EnvPool(cfg.env.id, cfg.num_envs, cfg.seed, cfg.env.max_episode_steps)
+        note = generic_budgets_note(cfg)
+        if note:
+            log.info("%s", note)
+        self.envs = EnvPool(lambda: env_from_config(cfg.env), cfg.num_envs, cfg.seed, cfg.env.id)
         # One eval env per episode (the first renders videos when asked).
         video_size = cfg.logger.video_size if cfg.logger.video else None
-        self.eval_envs = [make_env(cfg.env.id, render_size=video_size if i == 0 else None,
-                                   max_episode_steps=cfg.env.max_episode_steps) for i in range(cfg.eval_episodes)]
+        self.eval_envs = [make_eval_env(cfg, render_size=video_size if i == 0 else None)
+                          for i in range(cfg.eval_episodes)]
+        if video_size is not None:
+            check_can_render(self.eval_envs[0], cfg.env.id)
         obs_dim, act_dim = env_dims(self.envs.envs[0])
         h = cfg.hyperparameters
         _check_memory(h.buffer_size, obs_dim, act_dim, self.device)
         self.replay = ReplayBuffer(h.buffer_size, obs_dim, act_dim, self.device, seed=cfg.seed + 2)
-        a, n = cfg.algorithm, cfg.network
-        target_entropy = a.target_entropy if a.target_entropy is not None else -a.target_entropy_scale * act_dim
-        self.agent = SAC(obs_dim, act_dim, SACConfig(
-            hidden_sizes=tuple(n.hidden_sizes), activation=n.activation, log_std_min=n.log_std_min,
-            log_std_max=n.log_std_max, lr=h.lr, gamma=h.gamma, tau=h.tau,
-            target_update_interval=h.target_update_interval, learn_alpha=a.learn_alpha, alpha=a.alpha,
-            target_entropy=target_entropy, precision=cfg.precision,
-            compile=cfg.compile if cfg.compile is not None else cfg.precision == "bf16",
-        ), device=self.device, seed=cfg.seed)
+        self.obs_normalizer = ObsNormalizer(obs_dim) if cfg.env.normalize_obs else None
+        self._reward_scale = cfg.env.reward_scale
+        self._steps_per_iteration = cfg.num_envs * cfg.env.action_repeat  # env steps, action repeats included
+        self.agent = make_agent(cfg, obs_dim, act_dim, self.device)
+        log.info("%s", self.agent.describe_update())
         self.action_rng = np.random.default_rng(cfg.seed + 3)  # warm-up actions
         self._learning_starts = cfg.learning_starts
 
@@ -103,6 +122,7 @@ class Trainer:
         self.episodes = 0
         self.evaluations = 0
         self.best_eval: tuple[float, int] | None = None
+        self.best_model_eval: tuple[float, int] | None = None  # the eval best_model.pt holds
         self.last_eval: tuple[float, float] | None = None
         self._reset_interval_stats()
         self._stop_signal: int | None = None
@@ -112,6 +132,8 @@ class Trainer:
         self.config = to_container(cfg)
         self.config["run_dir"] = str(run_dir)
         resumed = self._maybe_resume(resume_from)
+        if cfg.get("init_from") and not resumed:
+            self.config["init_from"] = str(init_from(self.agent, cfg, obs_dim, act_dim))
         (run_dir / "config.yaml").write_text(yaml.safe_dump(self.config, sort_keys=False))
         name, group, tags = run_identity(cfg)
         self.tracker = Tracker(run_dir, dict(self.config["logger"]), self.config, name=name, group=group,
@@ -143,15 +165,17 @@ class Trainer:
             "trainer": {
                 "step": self.step, "episodes": self.episodes, "evaluations": self.evaluations,
                 "best_eval": list(self.best_eval) if self.best_eval else None,
+                "best_model_eval": list(self.best_model_eval) if self.best_model_eval else None,
                 "last_eval": list(self.last_eval) if self.last_eval else None,
                 "interval": self._interval_state(),
             },
             "agent": self.agent.state_dict(),
             "replay": self.replay.state_dict(),
             "envs": self.envs.state_dict(),
+            "obs_normalizer": self.obs_normalizer.state_dict() if self.obs_normalizer is not None else None,
             "rng": {
                 "python": random.getstate(),
-                "numpy_global": _numpy_state_to_tensors(np.random.get_state(legacy=False)),
+                "numpy_global": rng_state_to_tensors(np.random.get_state(legacy=False)),
                 "torch": torch.get_rng_state(),
                 "action_rng": self.action_rng.bit_generator.state,
             },
@@ -162,14 +186,17 @@ class Trainer:
         t = state["trainer"]
         self.step, self.episodes, self.evaluations = int(t["step"]), int(t["episodes"]), int(t["evaluations"])
         self.best_eval = tuple(t["best_eval"]) if t["best_eval"] else None
+        self.best_model_eval = tuple(t["best_model_eval"]) if t.get("best_model_eval") else None
         self.last_eval = tuple(t["last_eval"]) if t["last_eval"] else None
         self._load_interval_state(t["interval"])
         self.agent.load_state_dict(state["agent"])
         self.replay.load_state_dict(state["replay"])
         self.envs.load_state_dict(state["envs"])
+        if self.obs_normalizer is not None:
+            self.obs_normalizer.load_state_dict(state["obs_normalizer"])
         rng = state["rng"]
         random.setstate(rng["python"])
-        np.random.set_state(_numpy_state_from_tensors(rng["numpy_global"]))
+        np.random.set_state(rng_state_from_tensors(rng["numpy_global"]))
         torch.set_rng_state(rng["torch"])
         self.action_rng.bit_generator.state = rng["action_rng"]
 
@@ -205,7 +232,7 @@ class Trainer:
                     self._env_step()
                     if self.step >= learning_starts:
                         for _ in range(gradient_steps):
-                            self._accumulate(self.agent.update(self.replay.sample(batch_size)))
+                            self._accumulate(self.agent.update(self._sample(batch_size)))
                     if self._crossed(log_every):
                         self._log_training()
                     if eval_every and self._crossed(eval_every):
@@ -247,15 +274,33 @@ class Trainer:
 
     def _env_step(self) -> None:
         obs = self.envs.obs
+        if self.obs_normalizer is not None:
+            self.obs_normalizer.update(obs)  # training observations only; evaluation leaves it as it is
         if self.step < self._learning_starts:
             actions = self.action_rng.uniform(-1.0, 1.0, size=(len(self.envs.envs), self.replay.act_dim))
         else:
-            actions = self.agent.act(torch.as_tensor(obs, device=self.device)).cpu().numpy()
+            actions = self.agent.act(self._agent_obs(obs)).cpu().numpy()
         obs = obs.copy()
         next_obs, rewards, terminated, finished = self.envs.step(actions)
+        if self._reward_scale != 1.0:
+            rewards = rewards * np.float32(self._reward_scale)  # what the critic learns; logged returns stay raw
         self.replay.add(obs, actions.astype(np.float32), rewards, next_obs, terminated)
         self._prev_step = self.step
-        self.step += len(self.envs.envs)
+        self.step += self._steps_per_iteration
+
+    def _agent_obs(self, obs: np.ndarray) -> torch.Tensor:
+        t = torch.as_tensor(obs, device=self.device)
+        return self.obs_normalizer.normalize(t) if self.obs_normalizer is not None else t
+
+    def _sample(self, batch_size: int):
+        """The replay holds raw observations, normalized here with the current statistics: every batch sees
+        one set (obs and next_obs alike), early rows are not stuck with the first steps' statistics (as
+        normalizing before storage would leave them), and the buffer stays valid if the statistics change."""
+        batch = self.replay.sample(batch_size)
+        if self.obs_normalizer is None:
+            return batch
+        return batch._replace(obs=self.obs_normalizer.normalize(batch.obs),
+                              next_obs=self.obs_normalizer.normalize(batch.next_obs))
         for ret, length in finished:
             self.episodes += 1
             self.tracker.log({STEP_KEY: self.step, "train/episode_return": ret, "train/episode_length": length,
@@ -317,6 +362,7 @@ class Trainer:
         self._last_eval_step = self.step
         if self.best_eval is None or mean > self.best_eval[0]:
             self.best_eval = (mean, self.step)
+        self._keep_best_model(mean)
         self.tracker.log({STEP_KEY: self.step, "eval/return_mean": mean, "eval/return_std": std,
                           "eval/return_best": self.best_eval[0]})
         speed = f", {self._last_sps:.0f} steps/s" if self._last_sps else ""
@@ -327,7 +373,7 @@ class Trainer:
         return mean, std
 
     def _deterministic_actions(self, obs: np.ndarray) -> np.ndarray:
-        return self.agent.act(torch.as_tensor(obs, device=self.device), deterministic=True).cpu().numpy()
+        return self.agent.act(self._agent_obs(obs), deterministic=True).cpu().numpy()
 
     def _save_video(self, frames: list[np.ndarray]) -> None:
         from .video import write_mp4
@@ -340,13 +386,39 @@ class Trainer:
             return
         self.tracker.log_video(path, self.step)
 
+    def _model_state(self) -> dict:
+        """model.pt and best_model.pt: the networks and the config, no optimizer or replay state."""
+        return {"actor": self.agent.actor.state_dict(), "critic": self.agent.critic.state_dict(),
+                "critic_target": self.agent.critic_target.state_dict(),
+                "log_alpha": self.agent.log_alpha.detach().clone(), "config": self.config,
+                "obs_dim": self.replay.obs_dim, "act_dim": self.replay.act_dim,
+                # envs.obs_normalizer_from_state(...) rebuilds it; None when env.normalize_obs is off
+                "obs_normalizer": self.obs_normalizer.state_dict() if self.obs_normalizer is not None else None}
+
+    def _save_model(self, path: Path) -> None:
+        """Written to a temporary name and renamed: a reader never sees half a file."""
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(self._model_state(), f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _keep_best_model(self, mean: float) -> None:
+        """best_model.pt: the policy at the best evaluation after learning_starts."""
+        if self.step < self._learning_starts or (self.best_model_eval is not None and mean <= self.best_model_eval[0]):
+            return
+        self.best_model_eval = (mean, self.step)
+        self._save_model(self.run_dir / "best_model.pt")
+
     # ---- the end ----
 
     def _finish(self, checkpoint_path: Path) -> dict:
         model_path = self.run_dir / "model.pt"
-        torch.save({"actor": self.agent.actor.state_dict(), "critic": self.agent.critic.state_dict(),
-                    "log_alpha": self.agent.log_alpha.detach().clone(), "config": self.config,
-                    "obs_dim": self.replay.obs_dim, "act_dim": self.replay.act_dim}, model_path)
+        self._save_model(model_path)
         mean, std = self.last_eval
         summary = {"global_step": self.step, "eval/final_return": mean, "eval/final_return_std": std,
                    "eval/best_return": self.best_eval[0], "eval/best_return_step": self.best_eval[1]}
@@ -381,15 +453,6 @@ class Trainer:
         previous = self._previous_handlers.get(signum)
         if callable(previous) and previous is not signal.default_int_handler:
             previous(signum, None)
-
-
-def _numpy_state_to_tensors(state: dict) -> dict:
-    """NumPy's legacy RNG state holds an array; checkpoints hold tensors (weights_only loading)."""
-    return {**state, "state": {**state["state"], "key": torch.from_numpy(state["state"]["key"].astype(np.int64))}}
-
-
-def _numpy_state_from_tensors(state: dict) -> dict:
-    return {**state, "state": {**state["state"], "key": state["state"]["key"].numpy().astype(np.uint32)}}
 
 
 def _check_writable(run_dir: Path) -> None:

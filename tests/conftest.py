@@ -51,3 +51,10 @@ def _wandb_offline(monkeypatch, tmp_path):
     yield
     if "wandb" in sys.modules:
         sys.modules["wandb"].teardown()
+
+
+def make_agent(obs_dim: int, act_dim: int, *overrides: str, device: str = "cpu"):
+    """The agent `sac-run <overrides>` would build for these dimensions (the config's defaults, one source)."""
+    from sac_runner.trainer import make_agent as build
+
+    return build(make_cfg(Path("unused"), list(overrides)), obs_dim, act_dim, device)

@@ -6,9 +6,12 @@ import torch
 from torch.distributions import Normal, TransformedDistribution
 from torch.distributions.transforms import TanhTransform
 
-from sac_runner.backprop import tanh_log_det_jacobian
+from sac_runner.distributions import tanh_log_det_jacobian
 from sac_runner.networks import Actor, CriticEnsemble
-from sac_runner.sac import SAC, SACConfig, Batch, alpha_loss, critic_loss, polyak_update, soft_q_target
+from sac_runner.batch import Batch
+from sac_runner.losses import alpha_loss, critic_loss, polyak_update, soft_q_target
+
+from conftest import make_agent
 
 
 def test_tanh_gaussian_log_prob_matches_torch_distributions():
@@ -97,10 +100,10 @@ def test_critic_ensemble_members_are_independent_networks():
     assert not torch.allclose(q[0], q[1])
 
 
-def test_critic_gradients_come_from_the_critic_loss_only():
+@pytest.mark.parametrize("update", ["fast", "autograd"])
+def test_critic_gradients_come_from_the_critic_loss_only(update):
     """After an update, the critics' gradients are exactly those of J_Q: the policy step adds nothing."""
-    torch.manual_seed(0)
-    agent = SAC(4, 2, SACConfig(hidden_sizes=(16, 16), target_entropy=-2.0, gamma=0.9))
+    agent = make_agent(4, 2, "network.hidden_sizes=[16,16]", "hyperparameters.gamma=0.9", f"update={update}")
     batch = Batch(torch.randn(32, 4), torch.rand(32, 2) * 2 - 1, torch.randn(32), torch.randn(32, 4),
                   (torch.rand(32) < 0.2).float())
     generator = torch.Generator().manual_seed(0)
@@ -114,7 +117,7 @@ def test_critic_gradients_come_from_the_critic_loss_only():
     metrics = agent.update(batch)
     assert metrics["loss/critic"].item() == pytest.approx(loss.item(), rel=1e-6)
     for p, g in zip(agent.critic.param_list(), expected):
-        assert torch.allclose(p.grad, g, atol=1e-7)
+        assert torch.allclose(p.grad, g, atol=1e-6)
 
 
 def test_replay_buffer_rows_and_ring_wraparound():

@@ -1,0 +1,50 @@
+"""Which update path a run takes: the hand-derived fast path where it is supported, autograd elsewhere."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+UPDATE_PATHS = ("auto", "autograd", "fast")
+
+
+class UnavailableDevice(ValueError):
+    pass
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UnavailableDevice(f"device={name!r} is not available: this machine has no CUDA GPU "
+                                "(use device=cpu or auto)")
+    return torch.device(name)
+
+
+def fast_path_unsupported(network: Any, device: torch.device | str) -> str | None:
+    """Why the hand-derived kernel cannot run this configuration (None: it can)."""
+    if getattr(network, "layer_norm", False):
+        return "network.layer_norm=true (the hand-derived passes cover plain MLPs)"
+    if torch.device(device).type != "cpu":
+        return (f"device {torch.device(device)} (the hand-derived kernel is the CPU path; on a GPU the autograd "
+                "update is compiled and captured as a CUDA graph)")
+    return None
+
+
+def choose_update_path(update: str, precision: str, network: Any, device: torch.device | str) -> str:
+    """'fast' or 'autograd' for update=auto|autograd|fast; ValueError naming the conflict."""
+    if update not in UPDATE_PATHS:
+        raise ValueError(f"update={update!r} is not allowed: expected {' | '.join(UPDATE_PATHS)}")
+    reason = fast_path_unsupported(network, device)
+    if update == "fast" and reason:
+        raise ValueError(f"update=fast is not available for {reason}; use update=auto or autograd")
+    if precision == "bf16":
+        if update == "autograd":
+            raise ValueError("precision=bf16 is a mode of the fast update path; use update=auto or fast, "
+                             "or precision=fp32 with update=autograd")
+        if reason:
+            raise ValueError(f"precision=bf16 needs the fast update path, which is not available for {reason}; "
+                             "use precision=fp32")
+    if update == "auto":
+        return "autograd" if reason else "fast"
+    return update
