@@ -1,6 +1,7 @@
 """Evaluation episodes: a policy run from fixed start seeds on separate envs stepped in lockstep."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -8,6 +9,8 @@ import gymnasium as gym
 import numpy as np
 
 from .envs import flat_obs
+
+log = logging.getLogger(__name__)
 
 # Eval episodes start from seeds seed + EVAL_SEED_OFFSET + i: never the training envs' seeds.
 EVAL_SEED_OFFSET = 10_000
@@ -45,7 +48,11 @@ def run_episodes(act: Callable[[np.ndarray], np.ndarray], envs: list[gym.Env], s
     while running.any():
         idx = np.flatnonzero(running)
         if record and running[0]:
-            frames.append(envs[0].render())
+            try:
+                frames.append(envs[0].render())
+            except Exception as e:  # a video problem never stops an evaluation
+                log.warning("could not render the eval episode (%s); no video this time", e)
+                record, frames = False, []
         actions = act(obs[idx])
         for action, i in zip(actions, idx):
             next_obs, reward, terminated, truncated, _ = envs[i].step(action)

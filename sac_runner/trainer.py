@@ -133,7 +133,7 @@ class Trainer:
         self.config["run_dir"] = str(run_dir)
         resumed = self._maybe_resume(resume_from)
         if cfg.get("init_from") and not resumed:
-            self.config["init_from"] = str(init_from(self.agent, cfg, obs_dim, act_dim))
+            self.config["init_from"] = str(init_from(self.agent, cfg, obs_dim, act_dim, self.obs_normalizer))
         (run_dir / "config.yaml").write_text(yaml.safe_dump(self.config, sort_keys=False))
         name, group, tags = run_identity(cfg)
         self.tracker = Tracker(run_dir, dict(self.config["logger"]), self.config, name=name, group=group,

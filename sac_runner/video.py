@@ -21,6 +21,29 @@ def _even(frame: np.ndarray) -> np.ndarray:
     return frame
 
 
+def check_can_render(env, env_id: str) -> None:
+    """Before any training: the env renders an RGB frame and MP4s can be encoded; else a ConfigError."""
+    from .config import ConfigError
+
+    try:
+        env.reset()
+        frame = env.render()
+    except Exception as e:  # a missing package (pygame, an OpenGL backend) raises several types
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise ConfigError(f"logger.video=true but env.id={env_id!r} cannot render here ({reason}); install what it "
+                          "needs or set logger.video=false") from None
+    if not isinstance(frame, np.ndarray) or frame.ndim != 3:
+        raise ConfigError(f"logger.video=true but env.id={env_id!r} renders no RGB frame (got "
+                          f"{type(frame).__name__}); set logger.video=false")
+    try:
+        import imageio_ffmpeg
+
+        imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception as e:
+        raise ConfigError(f"logger.video=true but no ffmpeg to encode MP4s ({e}); pip install imageio-ffmpeg "
+                          "or set logger.video=false") from None
+
+
 def write_mp4(path: Path, frames: list[np.ndarray], fps: int = 30) -> Path:
     """Write RGB frames (H, W, 3) as a browser-playable MP4 (H.264, yuv420p). Written to a temp name
     and renamed, so a failed write leaves no broken file."""

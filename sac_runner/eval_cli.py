@@ -1,0 +1,284 @@
+"""`sac-eval`: evaluate trained policies, optionally in perturbed envs, and compare runs across seeds."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .envs import use_headless_rendering
+
+PROG = "sac-eval"
+FLAGS = {"action_noise": "--action-noise", "obs_noise": "--obs-noise", "mass_scale": "--mass-scale",
+         "friction_scale": "--friction-scale", "gear_scale": "--gear-scale"}
+
+EXAMPLES = """examples:
+  sac-eval outputs/2026-11-25/12-00-00                 reproduce the run's last evaluation (its eval seeds)
+  sac-eval outputs/run --best --episodes 50            best_model.pt over 50 episodes
+  sac-eval outputs/run/checkpoints/step_000050000.pt --stochastic --video
+  sac-eval outputs/run --mass-scale 0.5,0.75,1,1.5,2   return against body-mass scale: table and PNG
+  sac-eval multirun/<date>/<time>/*/ --action-noise 0,0.1,0.3 --out robustness/
+                                                       runs grouped by config (seeds pooled, 95% bootstrap CI)
+
+Writes eval.json and eval.md (and robustness.png for several levels, videos/*.mp4 with --video) into --out,
+by default <run dir>/eval for one run and ./sac-eval for several."""
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage block
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Evaluate trained SAC policies: returns over fixed seeds, optionally with "
+                "perturbed actions, observations or MuJoCo models.", epilog=EXAMPLES,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="run dir (its model.pt), model.pt, best_model.pt or checkpoints/step_*.pt")
+    p.add_argument("--best", action="store_true", help="use each run dir's best_model.pt")
+    p.add_argument("--episodes", type=int, help="episodes per level (default: the run's eval_episodes)")
+    p.add_argument("--seed", type=int, help="start seeds seed+10000+i (default: the run's seed, so its own eval "
+                   "episodes)")
+    p.add_argument("--stochastic", action="store_true", help="sample actions (default: the mean action)")
+    p.add_argument("--video", action="store_true", help="write the first episode of each level as MP4")
+    p.add_argument("--out", type=Path, help="output dir")
+    p.add_argument("--device", default="cpu", help="torch device for the policy (default cpu)")
+    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the CIs across seeds")
+    g = p.add_argument_group("perturbations (one value, or several separated by commas to sweep one of them)")
+    g.add_argument("--action-noise", default="0", metavar="STD", help="Gaussian noise on actions, action units")
+    g.add_argument("--obs-noise", default="0", metavar="STD", help="Gaussian noise on observations")
+    g.add_argument("--mass-scale", default="1", metavar="S", help="scale of all body masses (MuJoCo)")
+    g.add_argument("--friction-scale", default="1", metavar="S", help="scale of all friction coefficients (MuJoCo)")
+    g.add_argument("--gear-scale", default="1", metavar="S", help="scale of all actuator gears (MuJoCo)")
+    return p
+
+
+@dataclass
+class LevelResult:
+    perturbation: dict
+    returns: list[float]
+    lengths: list[int]
+    mean: float
+    std: float
+    video: str | None = None
+
+
+@dataclass
+class RunResult:
+    path: str
+    model: str
+    env_id: str
+    seed: int
+    label: str = ""
+    levels: list[LevelResult] = field(default_factory=list)
+
+
+def sweep(args) -> tuple[str | None, list]:
+    """(the swept perturbation or None, the list of Perturbations to evaluate)."""
+    from .perturb import Perturbation, parse_levels
+
+    values = {name: parse_levels(flag, getattr(args, name)) for name, flag in FLAGS.items()}
+    swept = [name for name, levels in values.items() if len(levels) > 1]
+    if len(swept) > 1:
+        from .config import ConfigError
+
+        raise ConfigError(f"{' and '.join(FLAGS[n] for n in swept)} each give several levels; sweep one "
+                          "perturbation at a time")
+    base = Perturbation(**{name: levels[0] for name, levels in values.items()})
+    if not swept:
+        return None, [base]
+    return swept[0], [replace(base, **{swept[0]: level}) for level in values[swept[0]]]
+
+
+def evaluate_run(policy, perturbations, episodes: int | None, seed: int | None, stochastic: bool,
+                 video_dir: Path | None, name: str) -> RunResult:
+    from .evaluation import eval_seeds, run_episodes
+    from .perturb import PerturbedEnv
+
+    cfg = policy.config
+    n = episodes or int(cfg["eval_episodes"])
+    seeds = eval_seeds(int(cfg["seed"]) if seed is None else seed, n)
+    result = RunResult(path=name, model=str(policy.path), env_id=cfg["env"]["id"], seed=int(cfg["seed"]))
+    render = int(cfg["logger"].get("video_size", 128)) if video_dir else None
+    for p in perturbations:
+        envs = [PerturbedEnv(policy.make_env(render_size=render if i == 0 else None), p, cfg["env"]["id"])
+                for i in range(n)]
+        try:
+            if render:
+                from .video import check_can_render
+
+                check_can_render(envs[0], cfg["env"]["id"])
+            if stochastic:
+                policy.seed(seeds[0])
+            out = run_episodes(lambda obs: policy.act(obs, deterministic=not stochastic), envs, seeds,
+                               record=render is not None)
+            fps = envs[0].metadata.get("render_fps", 30)
+        finally:
+            for env in envs:
+                env.close()
+        level = LevelResult(perturbation=p.changes(), returns=out.returns.tolist(), lengths=out.lengths.tolist(),
+                            mean=out.mean, std=out.std)
+        if out.frames:
+            from .video import write_mp4
+
+            tag = "_".join(f"{k}={v:g}" for k, v in p.changes().items()) or "unperturbed"
+            path = video_dir / f"{_slug(name)}_{tag}.mp4"
+            write_mp4(path, out.frames, fps=fps)
+            level.video = str(path)
+        result.levels.append(level)
+    return result
+
+
+def _slug(text: str) -> str:
+    keep = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in text.strip("/"))
+    return keep[-80:] or "run"
+
+
+def group_results(results: list[RunResult], configs: list[dict], swept: str | None, levels: list[float],
+                  n_boot: int, warn) -> list[dict]:
+    """Runs whose configs differ only in the seed (and run settings) pooled: per level, the mean over runs of
+    each run's mean return and a bootstrap CI across runs (report.py's grouping and bootstrap)."""
+    from .report import Run, bootstrap_ci, flatten, group_runs
+
+    runs = [Run(path=Path(r.path), config=flatten(c), steps=np.zeros(0, np.int64), values=np.zeros(0))
+            for r, c in zip(results, configs)]
+    by_path = {r.path: r for r in results}
+    groups = []
+    for g in group_runs(runs, warn=warn):
+        members = [by_path[str(run.path)] for run in g.runs]
+        for m in members:
+            m.label = g.label
+        rows = []
+        for i, level in enumerate(levels):
+            means = [m.levels[i].mean for m in members]
+            lo, hi = bootstrap_ci(means, n_boot)
+            rows.append({"level": level, "mean": float(np.mean(means)), "ci_low": lo, "ci_high": hi,
+                         "n_runs": len(means)})
+        groups.append({"env_id": g.env_id, "label": g.label, "runs": [m.path for m in members], "levels": rows})
+    return groups
+
+
+def markdown(results: list[RunResult], groups: list[dict], swept: str | None, stochastic: bool) -> str:
+    mode = "stochastic" if stochastic else "deterministic"
+    col = swept or "perturbation"
+    lines = [f"# sac-eval ({mode} actions)", "", f"| run | {col} | return mean | std | episodes |", "|---|---|---|---|---|"]
+    for r in results:
+        for lv in r.levels:
+            what = (f"{lv.perturbation.get(swept, _default(swept)):g}" if swept else
+                    ", ".join(f"{k}={v:g}" for k, v in lv.perturbation.items()) or "none")
+            lines.append(f"| {r.path} | {what} | {lv.mean:.2f} | {lv.std:.2f} | {len(lv.returns)} |")
+    if groups and (len(results) > 1 or swept):
+        lines += ["", "Across runs of one configuration (mean of each run's mean return, 95% bootstrap CI):", "",
+                  f"| env | configuration | {col} | return mean | 95% CI | runs |", "|---|---|---|---|---|---|"]
+        for g in groups:
+            for row in g["levels"]:
+                level = f"{row['level']:g}" if swept else "-"
+                lines.append(f"| {g['env_id']} | {g['label']} | {level} | {row['mean']:.2f} | "
+                             f"[{row['ci_low']:.2f}, {row['ci_high']:.2f}] | {row['n_runs']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _default(name: str) -> float:
+    from .perturb import Perturbation
+
+    return getattr(Perturbation, name)
+
+
+def plot(groups: list[dict], swept: str, out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    envs = sorted({g["env_id"] for g in groups})
+    fig, axes = plt.subplots(1, len(envs), figsize=(5.5 * len(envs), 4), squeeze=False)
+    for ax, env_id in zip(axes[0], envs):
+        for g in (g for g in groups if g["env_id"] == env_id):
+            x = [r["level"] for r in g["levels"]]
+            y = [r["mean"] for r in g["levels"]]
+            n = max(r["n_runs"] for r in g["levels"])
+            ax.plot(x, y, marker="o", label=f"{g['label']} (n={n})")
+            ax.fill_between(x, [r["ci_low"] for r in g["levels"]], [r["ci_high"] for r in g["levels"]], alpha=0.2)
+        ax.set_title(env_id)
+        ax.set_xlabel(FLAGS[swept].lstrip("-"))
+        ax.set_ylabel("eval return")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "robustness.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def default_out(paths: Sequence[str]) -> Path:
+    if len(paths) == 1:
+        p = Path(paths[0])
+        if p.is_file():
+            p = p.parent.parent if p.parent.name == "checkpoints" else p.parent
+        return p / "eval"
+    return Path("sac-eval")
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    from .policy import load_policy
+
+    args = build_parser().parse_args(argv)
+    if args.episodes is not None and args.episodes < 1:
+        raise UsageError(f"--episodes={args.episodes} is not allowed: expected an integer >= 1")
+    swept, perturbations = sweep(args)
+    out = args.out or default_out(args.paths)
+    policies = []
+    for path in args.paths:
+        policies.append((path, load_policy(path, best=args.best, device=args.device)))  # all checked first
+    results, configs = [], []
+    for path, policy in policies:
+        result = evaluate_run(policy, perturbations, args.episodes, args.seed, args.stochastic,
+                              out / "videos" if args.video else None, path)
+        results.append(result)
+        configs.append(policy.config)
+        for lv in result.levels:
+            what = ", ".join(f"{k}={v:g}" for k, v in lv.perturbation.items()) or "unperturbed"
+            print(f"{path} [{what}]: return {lv.mean:.2f} ± {lv.std:.2f} over {len(lv.returns)} episodes")
+    levels = [getattr(p, swept) for p in perturbations] if swept else [None]
+    groups = group_results(results, configs, swept, levels, args.bootstrap,
+                           warn=lambda m: print(f"{PROG}: {m}", file=sys.stderr))
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"mode": "stochastic" if args.stochastic else "deterministic", "swept": swept,
+              "runs": [asdict(r) for r in results], "groups": groups}
+    (out / "eval.json").write_text(json.dumps(report, indent=2))
+    table = markdown(results, groups, swept, args.stochastic)
+    (out / "eval.md").write_text(table)
+    written = [out / "eval.json", out / "eval.md"]
+    if swept:
+        written.append(plot(groups, swept, out))
+    if len(results) > 1 or swept:
+        print(table)
+    print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    use_headless_rendering()
+    from .config import ConfigError
+
+    try:
+        return run(argv)
+    except (UsageError, ConfigError) as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"{PROG}: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

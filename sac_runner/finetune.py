@@ -1,0 +1,31 @@
+"""Fine-tuning: a new run whose networks (and α) start from a trained run's (`init_from=<run dir|model file>`)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from .policy import PolicyError, load_networks, load_saved
+
+log = logging.getLogger(__name__)
+
+
+def init_from(agent, cfg: DictConfig, obs_dim: int, act_dim: int, obs_normalizer=None) -> Path:
+    """Load the actor, critics, target critics and (unless `init_reset_alpha`, or with a fixed α) log α of
+    `cfg.init_from` into `agent`, and its observation statistics into `obs_normalizer` (the run's, or None when
+    it does not normalize). The replay buffer and optimizers start fresh. Returns the file used."""
+    saved = load_saved(cfg.init_from)
+    what = f"init_from={cfg.init_from}"
+    if (saved.obs_normalizer is None) != (obs_normalizer is None):
+        was = "normalized" if saved.obs_normalizer is not None else "raw"
+        raise PolicyError(f"{what}: that policy was trained on {was} observations; set "
+                          f"env.normalize_obs={'true' if saved.obs_normalizer is not None else 'false'} to fine-tune it")
+    if obs_normalizer is not None:
+        obs_normalizer.load_state_dict(saved.obs_normalizer)  # the statistics the policy's inputs assume
+    keep_alpha = cfg.algorithm.learn_alpha and not cfg.get("init_reset_alpha", False)
+    load_networks(agent, saved, obs_dim, act_dim, what, alpha=keep_alpha)
+    source = saved.path.resolve()
+    log.info("Networks%s initialized from %s (env %s, step %s)", " and alpha" if keep_alpha else "", source,
+             saved.config.get("env", {}).get("id"), saved.step if saved.step is not None else "final")
+    return source
