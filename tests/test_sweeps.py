@@ -20,6 +20,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from conftest import SAC_RUN
+from sac_runner import joblog
 
 SAC_REPORT = str(Path(sys.executable).with_name("sac-report"))
 # A few hundred Pendulum steps with a tiny network: seconds per job.
@@ -230,14 +231,24 @@ def test_joblib_sweep_runs_grouped_wandb_runs_and_reports(tmp_path, monkeypatch)
         assert c["algorithm"]["target_entropy_scale"] == float(scale) and c["seed"] == int(seed)
         assert (named[scale, seed] / "model.pt").is_file()
 
-    # Each job is its own W&B run; all of them in the sweep's group.
-    (group,) = {c["logger"]["group"] for c in configs.values()}
-    assert group
+    # Each job is its own W&B run; the seeds of one temperature target, and only those, share a group.
     runs = {key: wandb_run_record(d) for key, d in named.items()}
     assert len({r.run_id for r in runs.values()}) == 4
-    for key, r in runs.items():
-        assert r.run_group == group and r.project == "sac-runner"
-        assert list(named[key].glob(f"wandb/offline-run-*-{r.run_id}"))
+    assert len({r.display_name for r in runs.values()}) == 4
+    groups = {scale: {runs[scale, seed].run_group for seed in seeds} for scale in scales}
+    assert all(len(g) == 1 for g in groups.values()) and len(set.union(*groups.values())) == 2
+    sweep_tag = joblog.sweep_id(sweep)
+    for (scale, seed), r in runs.items():
+        assert f"target_entropy_scale={scale} " in r.run_group + " " and r.project == "sac-runner"
+        assert {sweep_tag, f"algorithm.target_entropy_scale={scale}", f"seed={seed}"} <= set(r.tags)
+        assert r.job_type == sweep_tag
+        assert list(named[scale, seed].glob(f"wandb/offline-run-*-{r.run_id}"))
+
+    # Jobs ran side by side, and every line they logged names its job.
+    job_lines = [ln for ln in output.splitlines() if re.match(r"\[\d\d:\d\d:\d\d\]\[", ln)]
+    names = {f"[target_entropy_scale={scale} seed={seed}]" for scale, seed in product(scales, seeds)}
+    assert job_lines and all(any(f"] {n} " in ln for n in names) for ln in job_lines), job_lines
+    assert {n for n in names if any(n in ln for ln in job_lines)} == names
 
     # Jobs ran in at most n_jobs worker processes, each with its share of the cores for torch.
     import joblib
