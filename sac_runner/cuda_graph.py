@@ -14,7 +14,6 @@ import torch
 from torch import Tensor
 
 from .batch import Batch
-from .losses import polyak_update
 
 log = logging.getLogger(__name__)
 WARMUP_UPDATES = 3  # run on a side stream before capture (allocator and library handles), then undone
@@ -47,7 +46,7 @@ class CapturedUpdate:
         static_eps.copy_(eps)
         self.graph.replay()
         if polyak:
-            polyak_update([agent.target_params.data], [agent.critic_params.data], agent.hp.tau)
+            agent.polyak()
         return self.outputs
 
     def _capture(self, batch: Batch, eps: Tensor) -> None:

@@ -18,58 +18,54 @@ import torch
 from torch import Tensor
 
 from .backprop import ACTIVATIONS, Layer, Trace, mlp_backward, mlp_forward, mlp_output, squashed_gaussian_backward
-from .batch import Batch, restore_generator
+from .agent import Agent, flat_with_optimizer
+from .batch import Batch
 from .distributions import SquashedSample, squashed_gaussian
 from .losses import (actor_loss, actor_loss_grads, alpha_loss, alpha_loss_grad, critic_loss, critic_loss_grad,
-                     polyak_update, soft_q_target)
+                     soft_q_target)
 from .networks import Actor, CriticEnsemble
-from .optim import FlatAdam, FlatParameters, LowPrecisionCopy
+from .optim import FlatParameters, LowPrecisionCopy
 from .update_path import choose_update_path
 
 log = logging.getLogger(__name__)
 
-class SAC:
-    """network, hyperparameters, algorithm: the config's groups (the schema's dataclasses in config.py, or any
-    objects with those attributes); the agent reads them and copies nothing."""
+class SAC(Agent):
+    """network, hyperparameters, algorithm: the config's groups (any objects with those attributes); the agent
+    reads them and copies nothing."""
 
     METRICS = ("loss/critic", "loss/actor", "loss/alpha", "alpha", "entropy", "q_mean")
 
     def __init__(self, obs_dim: int, act_dim: int, network: Any, hyperparameters: Any, algorithm: Any, *,
                  precision: str = "fp32", compile: bool = False, update: str = "auto",
                  device: torch.device | str = "cpu", seed: int = 0):
-        self.network, self.hp, self.algorithm = network, hyperparameters, algorithm
-        self.device = torch.device(device)
-        self.obs_dim, self.act_dim = obs_dim, act_dim
+        super().__init__(obs_dim, act_dim, hyperparameters, device, seed)
+        self.network, self.algorithm = network, algorithm
         self.precision = precision
         self.update_path = choose_update_path(update, precision, network, self.device)
         learn_alpha = algorithm.learn_alpha
         n = network
-        torch.manual_seed(seed)
         self.actor = Actor(obs_dim, act_dim, n.hidden_sizes, n.activation, n.log_std_min, n.log_std_max,
                            layer_norm=n.layer_norm).to(self.device)
         self.critic = CriticEnsemble(obs_dim, act_dim, n.hidden_sizes, n.activation,
                                      layer_norm=n.layer_norm).to(self.device)
-        self.critic_target = CriticEnsemble(obs_dim, act_dim, n.hidden_sizes, n.activation,
-                                            layer_norm=n.layer_norm).to(self.device)
-        self.critic_target.load_state_dict(self.critic.state_dict())
-        self.critic_target.requires_grad_(False)
+        self.critic_target = self.target_of(self.critic)
         self.log_alpha = torch.tensor(float(algorithm.alpha), device=self.device).log().requires_grad_(learn_alpha)
         self.target_entropy = float(algorithm.target_entropy if algorithm.target_entropy is not None
                                     else -algorithm.target_entropy_scale * act_dim)
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(seed + 1)
 
-        # Each network's tensors are views of one flat buffer: Adam and Polyak are one op each. The
-        # temperature shares the actor's buffer (and its Adam step): both are stepped after the policy loss.
-        self.critic_params = FlatParameters(self.critic.param_list())
-        self.target_params = FlatParameters(self.critic_target.param_list(), grads=False)
-        self.actor_params = FlatParameters([*self.actor.parameters(), *([self.log_alpha] if learn_alpha else [])])
-        self._actor_tensors = [*self.actor.parameters(), *([self.log_alpha] if learn_alpha else [])]
+        # The temperature shares the actor's buffer (and its Adam step): both are stepped after the policy loss.
         # Adam's formula where the compiler fuses it (the compiled fast path) or a CUDA graph captures it; the
-        # fused kernel elsewhere (the compiled autograd path compiles its losses and runs Adam eagerly)
+        # fused kernel elsewhere (the compiled autograd path compiles its losses and runs Adam eagerly).
         formula = (compile and self.update_path == "fast") or self.device.type == "cuda"
-        self.critic_optim = FlatAdam(self.critic_params, lr=hyperparameters.lr, compiled=formula)
-        self.actor_optim = FlatAdam(self.actor_params, lr=hyperparameters.lr, compiled=formula)
+        self._actor_tensors = [*self.actor.parameters(), *([self.log_alpha] if learn_alpha else [])]
+        self.critic_params, self.critic_optim = flat_with_optimizer(self.critic.param_list(), hyperparameters.lr,
+                                                                    formula)
+        self.actor_params, self.actor_optim = flat_with_optimizer(self._actor_tensors, hyperparameters.lr, formula)
+        self.target_params = FlatParameters(self.critic_target.param_list(), grads=False)
+        self.networks = {"actor": (self.actor, self.actor_params), "critic": (self.critic, self.critic_params),
+                         "critic_target": (self.critic_target, self.target_params)}
+        self.optimizers = {"actor_optim": self.actor_optim, "critic_optim": self.critic_optim}
+        self.polyak_pairs = [(self.target_params, self.critic_params)]
         self.activation = ACTIVATIONS[n.activation]
 
         # The fast path's layers, by where they lie in the flat buffers. In bf16 mode the layers between hidden
@@ -90,43 +86,18 @@ class SAC:
                            for name, module, flat in networks}
             self._log_alpha_slot = self.actor_params.slot_of(self.log_alpha) if learn_alpha else None
             self._views = {name: self._make_views(name) for name in self.VIEWS}
-        self.num_updates = 0
         self._update_fn: Callable[..., dict[str, Tensor]] = \
             self._fast_update if self.update_path == "fast" else self._autograd_update
         self._critic_objective, self._actor_objective = self._critic_objective_eager, self._actor_objective_eager
-        self._compile_pending = compile
-        if compile:
-            # on a CPU the graph's glue code compiled too (C++ wrapper): 3-6% per update, no longer to compile
-            options = {"cpp_wrapper": self.device.type == "cpu"}
-            if self.update_path == "fast":  # one graph: the whole update, Adam and Polyak included
-                self._update_fn = torch.compile(self._fast_update, options=options)
-            else:  # the losses and their backward passes; Adam's fused kernel steps the flat buffers eagerly
-                self._critic_objective = torch.compile(self._critic_objective_eager, options=options)
-                self._actor_objective = torch.compile(self._actor_objective_eager, options=options)
-        self._graph = None
+        if compile and self.update_path == "fast":  # one graph: the whole update, Adam and Polyak included
+            self._compile({"_update_fn": self._fast_update})
+        elif compile:  # the losses and their backward passes; Adam's fused kernel steps the flat buffers eagerly
+            self._compile({"_critic_objective": self._critic_objective_eager,
+                           "_actor_objective": self._actor_objective_eager})
         if self.device.type == "cuda" and self.update_path == "autograd":
             from .cuda_graph import CapturedUpdate
 
             self._graph = CapturedUpdate(self)
-
-    def describe_update(self) -> str:
-        """One line for the log: which update path runs, and how."""
-        how = {"fast": "hand-derived backward passes (backprop.py)", "autograd": "autograd"}[self.update_path]
-        extras = [self.precision] + (["torch.compile"] if self.compiled else []) + (["CUDA graph"] if self._graph
-                                                                                    else [])
-        return f"update path: {self.update_path} ({how}; {', '.join(extras)}) on {self.device}"
-
-    @property
-    def compiled(self) -> bool:
-        """Whether the update runs (or is about to run) compiled code."""
-        return self._update_fn not in (self._fast_update, self._autograd_update) or \
-            self._critic_objective != self._critic_objective_eager
-
-    def _run_eagerly(self) -> None:
-        self._update_fn = self._fast_update if self.update_path == "fast" else self._autograd_update
-        self._critic_objective, self._actor_objective = self._critic_objective_eager, self._actor_objective_eager
-        self.critic_optim.run_eagerly()
-        self.actor_optim.run_eagerly()
 
     # ---- acting ----
 
@@ -154,26 +125,11 @@ class SAC:
             if self._graph is not None:
                 metrics = self._graph.run(batch, eps, polyak)
             elif self._compile_pending:
-                metrics = self._first_compiled_update(batch, eps, polyak)
+                metrics = self._first_compiled_update(lambda: self._update_fn(batch, eps, polyak))
             else:
                 metrics = self._update_fn(batch, eps, polyak)
             self.num_updates += 1
         return metrics
-
-    def _first_compiled_update(self, batch: Batch, eps: Tensor, polyak: bool) -> dict[str, Tensor]:
-        """The first call compiles (seconds). Where that fails (no C++ compiler, say), training goes on eagerly
-        from the state before the call (the autograd path compiles its second loss after the first step)."""
-        self._compile_pending = False
-        log.info("compiling the update with torch.compile (once, takes a few seconds)")
-        saved = self.snapshot()
-        try:
-            return self._update_fn(batch, eps, polyak)
-        except Exception as e:  # inductor raises many types; none of them is the user's mistake
-            log.warning("torch.compile failed (%s: %s); the update runs eagerly", type(e).__name__,
-                        str(e).strip().splitlines()[0] if str(e).strip() else "")
-            self.restore(saved)
-            self._run_eagerly()
-            return self._update_fn(batch, eps, polyak)
 
     def _autograd_update(self, b: Batch, eps: Tensor, polyak: bool, polyak_inside: bool = True
                          ) -> dict[str, Tensor]:
@@ -192,7 +148,7 @@ class SAC:
             loss.backward(inputs=self._actor_tensors)  # the critics' gradients stay the critic loss's
         self.actor_optim.step()
         if polyak and polyak_inside:
-            polyak_update([self.target_params.data], [self.critic_params.data], self.hp.tau)
+            self.polyak()
         return {"loss/critic": loss_q.detach(), "loss/actor": loss_pi.detach(), "loss/alpha": loss_alpha.detach(),
                 "alpha": alpha, "entropy": -log_prob.mean(), "q_mean": q_mean}
 
@@ -261,7 +217,7 @@ class SAC:
         self.actor_optim.step()
         self._sync_low_precision("actor")
         if polyak:
-            polyak_update([self.target_params.data], [self.critic_params.data], self.hp.tau)
+            self.polyak()
             self._sync_low_precision("target")
 
         return {"loss/critic": loss_q, "loss/actor": loss_pi, "loss/alpha": loss_alpha, "alpha": alpha,
@@ -308,53 +264,27 @@ class SAC:
 
     # ---- state ----
 
-    def snapshot(self) -> list[tuple[Tensor, Tensor]]:
-        """Copies of every tensor an update changes, for restore()."""
-        tensors = [self.critic_params.data, self.actor_params.data, self.target_params.data]
-        for optim in (self.critic_optim, self.actor_optim):
-            tensors += [optim.exp_avg, optim.exp_avg_sq]
-        return [(t, t.clone()) for t in tensors]
-
-    def restore(self, saved: list[tuple[Tensor, Tensor]]) -> None:
-        for t, copy in saved:
-            t.copy_(copy)
+    def _after_load(self) -> None:
         self._sync_low_precision()
 
     def non_finite_parameters(self) -> list[str]:
-        """Names of parameters holding NaN or infinity (empty when all are finite): one check per flat buffer,
-        names looked up only for a buffer that fails it."""
-        bad = []
-        networks = (("actor", self.actor, self.actor_params), ("critic", self.critic, self.critic_params),
-                    ("critic_target", self.critic_target, self.target_params))
-        for prefix, module, flat in networks:
-            if not torch.isfinite(flat.data).all():
-                bad += [f"{prefix}.{n}" for n, p in module.named_parameters() if not torch.isfinite(p).all()]
-        if not torch.isfinite(self.log_alpha).all():
-            bad.append("log_alpha")
-        return bad
+        return super().non_finite_parameters() + ([] if torch.isfinite(self.log_alpha).all() else ["log_alpha"])
+
+    def weights(self) -> dict:
+        return super().weights() | {"log_alpha": self.log_alpha.detach().clone()}
+
+    def load_weights(self, weights: dict, reset: tuple[str, ...] = ()) -> None:
+        if "log_alpha" in weights and "log_alpha" not in reset:
+            self.log_alpha.detach().copy_(weights["log_alpha"])
+        super().load_weights(weights, reset)
 
     def state_dict(self) -> dict:
-        return {
-            "actor": self.actor.state_dict(),
-            "critic": self.critic.state_dict(),
-            "critic_target": self.critic_target.state_dict(),
-            "log_alpha": self.log_alpha.detach().clone(),
-            "actor_optim": self.actor_optim.state_dict(),  # with the temperature's Adam state when learned
-            "critic_optim": self.critic_optim.state_dict(),
-            "generator": self.generator.get_state(),
-            "num_updates": self.num_updates,
-        }
+        # the temperature's Adam state is in actor_optim's when it is learned
+        return super().state_dict() | {"log_alpha": self.log_alpha.detach().clone()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.actor.load_state_dict(state["actor"])
-        self.critic.load_state_dict(state["critic"])
-        self.critic_target.load_state_dict(state["critic_target"])
         self.log_alpha.detach().copy_(state["log_alpha"])
-        self.actor_optim.load_state_dict(state["actor_optim"])
-        self.critic_optim.load_state_dict(state["critic_optim"])
-        restore_generator(self.generator, state["generator"], fallback_seed=int(state["num_updates"]))
-        self.num_updates = int(state["num_updates"])
-        self._sync_low_precision()
+        super().load_state_dict(state)
 
 
 def pi_half(s: SquashedSample, start: int) -> SquashedSample:
