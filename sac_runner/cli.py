@@ -123,6 +123,8 @@ def _install_error_reporting() -> None:
 def main() -> None:
     register_configs()
     _install_error_reporting()
+    if any(a in ("--cfg", "-c") or a.startswith("--cfg=") for a in sys.argv[1:]) and "--resolve" not in sys.argv:
+        sys.argv.append("--resolve")  # --cfg shows values: the budgets an env.id gets are resolved from presets
     run()
 
 

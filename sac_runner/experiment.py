@@ -29,6 +29,7 @@ RUN_SETTINGS: tuple[str, ...] = (
     "env.total_steps",
     "eval_every",
     "env.eval_every",
+    "env.presets",  # an env option's budget table (which budgets apply is seen in total_steps, learning_starts)
     "eval_episodes",
     # a sweep preset's name (+experiment=...); the keys it sets count one by one
     "experiment",

@@ -287,6 +287,10 @@ class Trainer:
         self.replay.add(obs, actions.astype(np.float32), rewards, next_obs, terminated)
         self._prev_step = self.step
         self.step += self._steps_per_iteration
+        for ret, length in finished:
+            self.episodes += 1
+            self.tracker.log({STEP_KEY: self.step, "train/episode_return": ret, "train/episode_length": length,
+                              "train/episodes": self.episodes})
 
     def _agent_obs(self, obs: np.ndarray) -> torch.Tensor:
         t = torch.as_tensor(obs, device=self.device)
@@ -301,10 +305,6 @@ class Trainer:
             return batch
         return batch._replace(obs=self.obs_normalizer.normalize(batch.obs),
                               next_obs=self.obs_normalizer.normalize(batch.next_obs))
-        for ret, length in finished:
-            self.episodes += 1
-            self.tracker.log({STEP_KEY: self.step, "train/episode_return": ret, "train/episode_length": length,
-                              "train/episodes": self.episodes})
 
     # ---- metrics ----
 

@@ -1,6 +1,7 @@
 """Shared test helpers: compose the real config groups into a run under tmp_path."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -20,6 +21,29 @@ from sac_runner.config import register_configs  # noqa: E402
 register_configs()
 
 SAC_RUN = str(Path(sys.executable).with_name("sac-run"))
+
+
+def metric_rows(run_dir: Path) -> list[dict]:
+    return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def eval_rows(run_dir: Path) -> list[tuple]:
+    """(step, eval return mean, std) of every evaluation in a run's metrics.jsonl."""
+    return [(r["global_step"], r["eval/return_mean"], r["eval/return_std"]) for r in metric_rows(run_dir)
+            if "eval/return_mean" in r]
+
+
+def episode_rows(run_dir: Path) -> list[tuple]:
+    return [(r["global_step"], r["train/episode_return"]) for r in metric_rows(run_dir) if "train/episode_return" in r]
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    """Two runs' model.pt hold the same actor, critics and log alpha, bit for bit."""
+    import torch
+
+    ma, mb = torch.load(a / "model.pt", weights_only=True), torch.load(b / "model.pt", weights_only=True)
+    return all(torch.equal(ma[k][n], mb[k][n]) for k in ("actor", "critic") for n in ma[k]) and torch.equal(
+        ma["log_alpha"], mb["log_alpha"])
 
 
 def make_cfg(run_dir: Path, overrides: list[str] = ()) -> DictConfig:

@@ -13,7 +13,7 @@ import torch
 from sac_runner import checkpoint as ckpt
 from sac_runner.config import ConfigError
 from sac_runner.trainer import NonFiniteError, Trainer, TrainingInterrupted
-from conftest import SAC_RUN
+from conftest import SAC_RUN, episode_rows, eval_rows, same_weights
 
 TINY = ["network.hidden_sizes=[32,32]", "hyperparameters.batch_size=32", "eval_episodes=2", "threads=1"]
 
@@ -22,22 +22,6 @@ def cheetah(total: int, every: int, episode: int = 100) -> list[str]:
     """HalfCheetah with short fixed-length episodes: checkpoints at multiples of `every`."""
     return ["env=HalfCheetah", f"env.max_episode_steps={episode}", f"total_steps={total}", "learning_starts=100",
             f"eval_every={every * 2}", f"checkpoint_every={every}", "keep_checkpoints=50", "logger=none", *TINY]
-
-
-def eval_rows(run_dir: Path) -> list[tuple]:
-    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [(r["global_step"], r["eval/return_mean"], r["eval/return_std"]) for r in rows if "eval/return_mean" in r]
-
-
-def episode_rows(run_dir: Path) -> list[tuple]:
-    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [(r["global_step"], r["train/episode_return"]) for r in rows if "train/episode_return" in r]
-
-
-def same_weights(a: Path, b: Path) -> bool:
-    ma, mb = torch.load(a / "model.pt", weights_only=True), torch.load(b / "model.pt", weights_only=True)
-    return all(torch.equal(ma[k][n], mb[k][n]) for k in ("actor", "critic") for n in ma[k]) and torch.equal(
-        ma["log_alpha"], mb["log_alpha"])
 
 
 def sac_run(run_dir: Path, overrides: list[str], **kw) -> subprocess.Popen:
