@@ -150,7 +150,7 @@ def group_results(results: list[RunResult], configs: list[dict], swept: str | No
 
     runs = [Run(path=Path(r.path), config=flatten(c), steps=np.zeros(0, np.int64), values=np.zeros(0))
             for r, c in zip(results, configs)]
-    by_path = {r.path: r for r in results}
+    by_path = {str(Path(r.path)): r for r in results}
     groups = []
     for g in group_runs(runs, warn=warn):
         members = [by_path[str(run.path)] for run in g.runs]
@@ -230,14 +230,17 @@ def default_out(paths: Sequence[str]) -> Path:
 
 def run(argv: Sequence[str] | None = None) -> int:
     from .policy import load_policy
+    from .update_path import resolve_device
 
     args = build_parser().parse_args(argv)
     if args.episodes is not None and args.episodes < 1:
         raise UsageError(f"--episodes={args.episodes} is not allowed: expected an integer >= 1")
     swept, perturbations = sweep(args)
-    out = args.out or default_out(args.paths)
+    paths = list(dict.fromkeys(str(Path(p)) for p in args.paths))  # each run once
+    out = args.out or default_out(paths)
+    resolve_device(args.device)
     policies = []
-    for path in args.paths:
+    for path in paths:
         policies.append((path, load_policy(path, best=args.best, device=args.device)))  # all checked first
     results, configs = [], []
     for path, policy in policies:
@@ -269,10 +272,11 @@ def run(argv: Sequence[str] | None = None) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     use_headless_rendering()
     from .config import ConfigError
+    from .update_path import UnavailableDevice
 
     try:
         return run(argv)
-    except (UsageError, ConfigError) as e:
+    except (UsageError, ConfigError, UnavailableDevice) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:

@@ -208,20 +208,13 @@ def load_networks(agent, saved: SavedRun, obs_dim: int, act_dim: int, what: str,
         raise PolicyError(f"{what}: its policy takes observations of size {sizes[0]} and gives actions of size "
                           f"{sizes[1]} (env {saved.config.get('env', {}).get('id')}), this env has {obs_dim} and "
                           f"{act_dim}")
+    weights = {"actor": saved.actor, "critic": saved.critic, "log_alpha": saved.log_alpha,
+               "critic_target": saved.critic_target if saved.critic_target is not None else saved.critic}
     try:
-        agent.actor.load_state_dict(saved.actor)
-        agent.critic.load_state_dict(saved.critic)
-        agent.critic_target.load_state_dict(saved.critic_target if saved.critic_target is not None
-                                            else saved.critic)
+        agent.load_weights(weights, reset=() if alpha else ("log_alpha",))
     except RuntimeError as e:
         detail = " ".join(str(e).split())[:300]
         raise PolicyError(f"{what}: its networks do not fit this run's network settings ({detail})") from None
-    if alpha:
-        with torch.no_grad():
-            agent.log_alpha.copy_(saved.log_alpha.to(agent.log_alpha.device))
-    sync = getattr(agent, "_sync_low_precision", None)
-    if sync is not None:
-        sync()  # bf16 weight copies follow the loaded weights
 
 
 def _saved_dims(saved: SavedRun) -> tuple[int, int] | None:

@@ -1,4 +1,5 @@
 """conf/ is found from a source checkout (editable install) and from a built wheel (non-editable)."""
+import json
 import subprocess
 import sys
 import sysconfig
@@ -56,3 +57,8 @@ def test_wheel_installed_into_a_fresh_venv_runs(tmp_path):
     assert trained.returncode == 0, trained.stderr
     run_dirs = list((workdir / "outputs").glob("*/*"))
     assert len(run_dirs) == 1 and (run_dirs[0] / "model.pt").is_file() and (run_dirs[0] / "metrics.jsonl").is_file()
+
+    evaluated = subprocess.run([str(env_dir / "bin" / "sac-eval"), str(run_dirs[0].relative_to(workdir))],
+                               cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads((run_dirs[0] / "eval" / "eval.json").read_text())["runs"][0]["levels"][0]["returns"]
