@@ -558,7 +558,8 @@ def y_label(groups: Sequence[Group], metric: str = DEFAULT_METRIC) -> str:
     if metric != DEFAULT_METRIC:
         return metric
     episodes = sorted({format_value(r.config.get("eval_episodes", "?")) for g in groups for r in g.runs})
-    return f"eval return (deterministic, {'/'.join(episodes)} episodes)"
+    unit = "episode" if episodes == ["1"] else "episodes"
+    return f"eval return (deterministic, {'/'.join(episodes)} {unit})"
 
 
 def draw_curves(groups: Sequence[Group], metric: str = DEFAULT_METRIC,
