@@ -53,6 +53,12 @@ def make_cfg(run_dir: Path, overrides: list[str] = ()) -> DictConfig:
     return cfg
 
 
+def compose_hydra(*overrides: str) -> DictConfig:
+    """The config with Hydra's own node, as one job of `sac-run -m <overrides>` sees it (job dir names and all)."""
+    with initialize_config_module("sac_runner.conf", version_base="1.3"):
+        return compose("config", list(overrides), return_hydra_config=True)
+
+
 @pytest.fixture
 def cfg_factory(tmp_path):
     def factory(*overrides: str, run_dir: Path | None = None) -> DictConfig:

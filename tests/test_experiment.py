@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_module
 
 from sac_runner import experiment, joblog, report
 from sac_runner.config import to_container
 
-from conftest import make_cfg
+from conftest import compose_hydra, make_cfg
 
 
 def identity(tmp_path, *overrides):
     return experiment.run_identity(make_cfg(tmp_path, list(overrides)))
-
-
-def compose_job(*overrides: str):
-    with initialize_config_module("sac_runner.conf", version_base="1.3"):
-        return compose("config", list(overrides), return_hydra_config=True)
 
 
 def report_groups(tmp_path, configs: list[dict]) -> list[report.Group]:
@@ -82,7 +77,7 @@ def test_user_group_and_name_win_and_long_groups_are_hashed(tmp_path):
 
 def consumers_ignore(tmp_path, key: str, a, b) -> tuple[bool, bool, bool]:
     """Whether a change of `key` from a to b is left out of (dir name, resume check, report grouping)."""
-    job = compose_job(f"{key}={a}", "seed=3")
+    job = compose_hydra(f"{key}={a}", "seed=3")
     dir_name = job.hydra.job.override_dirname
     assert "seed=3" in dir_name
     first, second = (to_container(make_cfg(tmp_path / str(v), [f"{key}={v}"])) for v in (a, b))
@@ -131,7 +126,7 @@ def test_swept_keys_name_the_job_and_a_swept_run_setting_stays_in_its_dir(tmp_pa
     assert experiment.swept_overrides(tmp_path / "elsewhere", job) == [
         "algorithm.target_entropy_scale=0.5", "seed=1", "env=Pendulum"]
 
-    cfg = compose_job(*job, f"hydra.sweep.dir={sweep}")
+    cfg = compose_hydra(*job, f"hydra.sweep.dir={sweep}")
     assert cfg.hydra.job.override_dirname == "algorithm.target_entropy_scale=0.5,env=Pendulum,seed=1"
     # logger.name is a run setting, but the sweep varies it: two jobs must not share a dir.
     assert cfg.hydra.sweep.subdir == "algorithm.target_entropy_scale=0.5,env=Pendulum,logger.name=b,seed=1"
@@ -153,7 +148,6 @@ def test_mujoco_warnings_go_to_the_run_dir_except_bundled_model_deprecations(tmp
     mujoco = pytest.importorskip("mujoco")
     import gymnasium as gym
     import gymnasium.envs.mujoco as gm
-    from pathlib import Path
 
     monkeypatch.chdir(tmp_path)
     run_dir = tmp_path / "run"

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_module
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from conftest import SAC_RUN
+from conftest import SAC_RUN, compose_hydra
 from sac_runner import joblog
 
 SAC_REPORT = str(Path(sys.executable).with_name("sac-report"))
@@ -101,11 +100,6 @@ def composed_jobs(overrides: list[str]) -> list[dict[str, str]]:
     parsed = parser.parse_overrides(params + overrides)
     (batch,) = BasicSweeper.split_arguments(parsed, None)
     return [dict(o.split("=", 1) for o in job) for job in batch]
-
-
-def compose_hydra(*overrides: str):
-    with initialize_config_module("sac_runner.conf", version_base="1.3"):
-        return compose("config", list(overrides), return_hydra_config=True)
 
 
 # ---- experiment presets ----
