@@ -239,8 +239,12 @@ def swept_keys(sweep_dir: str | Path) -> list[str] | None:
     if not path.is_file():
         return None
     saved = OmegaConf.load(path)
-    params = OmegaConf.select(saved, "hydra.sweeper.params") or {}
-    lines = [f"{k}={v}" for k, v in params.items()] + list(OmegaConf.select(saved, "hydra.overrides.task") or [])
+
+    def raw(key: str, empty):  # as written: values may hold interpolations
+        node = OmegaConf.select(saved, key)
+        return OmegaConf.to_container(node, resolve=False) if OmegaConf.is_config(node) else empty
+
+    lines = [f"{k}={v}" for k, v in raw("hydra.sweeper.params", {}).items()] + raw("hydra.overrides.task", [])
     swept: dict[str, bool] = {}
     for o in OverridesParser.create().parse_overrides(lines):
         swept[o.key_or_group] = o.is_sweep_override()
