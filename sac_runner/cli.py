@@ -1,6 +1,7 @@
 """`sac-run`: Hydra composes conf/, the schema validates, the Trainer runs. User mistakes end in one line."""
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import re
@@ -12,11 +13,12 @@ from .envs import use_headless_rendering
 use_headless_rendering()  # before anything imports MuJoCo's renderer
 
 import hydra  # noqa: E402
+import yaml  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from . import joblog  # noqa: E402
+from . import joblog, rundir  # noqa: E402
 from .checkpoint import CheckpointError  # noqa: E402
 from .config import ConfigError, register_configs, validate  # noqa: E402
 
@@ -51,7 +53,8 @@ def run(cfg: DictConfig) -> float | None:
     try:
         validate(cfg)
         joblog.write_header(cfg, joblog.command_line(hydra_cfg, multirun))
-        summary = Trainer(cfg).train()
+        with _locked_run_dir(cfg):
+            summary = Trainer(cfg).train()
     except (ConfigError, CheckpointError) as e:
         _fail(str(e), EXIT_USER_ERROR, hydra_cfg.mode)
     except NonFiniteError as e:
@@ -59,6 +62,71 @@ def run(cfg: DictConfig) -> float | None:
     except TrainingInterrupted as e:
         _fail(str(e), 128 + e.signum, hydra_cfg.mode)
     return summary["eval/final_return"]  # the value a Hydra sweeper optimizes
+
+
+def _locked_run_dir(cfg: DictConfig) -> rundir.RunDirLock:
+    """Lock the dir this run writes into (its own, or the one `resume` names), then finish or clear what an
+    interrupted checkpoint write left there. A single run already holds it (see `_guarded_run_job`)."""
+    from .checkpoint import recover
+    from .resume import resolve_resume
+
+    target, _ = resolve_resume(cfg.resume, Path(cfg.run_dir))
+    lock = rundir.RunDirLock.acquire(target)
+    try:
+        recover(target / "checkpoints")
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def _guarded_run_job(real_run_job):
+    """Hydra's run_job for a single run, preceded by what must come before Hydra writes into the run dir: the
+    config is validated, a `resume` target becomes the run dir (so the run logs into its own train.log), and the
+    run dir is created and locked here. A run rejected before any work removes the run dir it created."""
+    def run_job(**kwargs):
+        from omegaconf import OmegaConf, open_dict, read_write
+
+        from .resume import resolve_resume
+
+        config = kwargs["config"]
+        HydraConfig.instance().set_config(config)
+        task_cfg = copy.deepcopy(config)  # what the task function will get, as Hydra's run_job makes it
+        with read_write(task_cfg), open_dict(task_cfg):
+            del task_cfg["hydra"]
+        try:
+            validate(task_cfg)
+            run_dir, _ = resolve_resume(task_cfg.resume, Path(str(OmegaConf.select(config, kwargs["job_dir_key"]))))
+            if task_cfg.resume is not None:
+                with read_write(config.hydra), open_dict(config.hydra):
+                    OmegaConf.update(config, kwargs["job_dir_key"], str(run_dir))
+            created = rundir.create(run_dir)
+            try:
+                lock = rundir.RunDirLock.acquire(run_dir)
+            except ConfigError:
+                rundir.remove_if_unused(run_dir, created)
+                raise
+        except ConfigError as e:
+            raise UserError(str(e)) from None
+        try:
+            return real_run_job(**kwargs)
+        except SystemExit as e:
+            if e.code == EXIT_USER_ERROR:
+                _close_log_files(run_dir)
+                rundir.remove_if_unused(run_dir, created)
+            raise
+        finally:
+            lock.release()
+
+    return run_job
+
+
+def _close_log_files(run_dir: Path) -> None:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == Path(run_dir).absolute():
+            root.removeHandler(handler)
+            handler.close()
 
 
 def _fail(message: str, exit_code: int, mode: RunMode) -> None:
@@ -102,6 +170,11 @@ def _report_errors(func):
     except UserError as e:
         print(f"sac-run: error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
+    except yaml.YAMLError as e:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"sac-run: error: {_yaml_error(e)}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
     except Exception as e:
         from hydra.errors import HydraException
         from omegaconf.errors import OmegaConfBaseException
@@ -112,12 +185,23 @@ def _report_errors(func):
         sys.exit(EXIT_USER_ERROR)
 
 
+def _yaml_error(e: yaml.YAMLError) -> str:
+    """A YAML syntax error in a config file, in one line: file, line, column and the problem."""
+    mark = getattr(e, "problem_mark", None)
+    where = f"{mark.name}, line {mark.line + 1}, column {mark.column + 1}" if mark else "a config file"
+    what = "; ".join(x for x in (getattr(e, "context", None), getattr(e, "problem", None)) if x) or str(e)
+    return f"{where} is not valid YAML: {' '.join(what.split())}"
+
+
 def _install_error_reporting() -> None:
     import hydra._internal.hydra as hydra_internal
     import hydra._internal.utils as hydra_utils
 
     hydra_utils.run_and_report = _report_errors
     hydra_internal.run_and_report = _report_errors
+    if not getattr(hydra_internal.run_job, "_guarded", False):
+        hydra_internal.run_job = _guarded_run_job(hydra_internal.run_job)
+        hydra_internal.run_job._guarded = True
 
 
 def main() -> None:

@@ -12,13 +12,13 @@ def resolve_resume(resume: str | None, run_dir: Path) -> tuple[Path, Path | None
     """(run dir to write into, checkpoint file or dir to resume from)."""
     if resume is None:
         own = run_dir / "checkpoints"
-        return run_dir, own if ckpt.list_checkpoints(own) else None
+        return run_dir, own if ckpt.has_checkpoint(own) else None
     target = Path(resume).expanduser()
     if target.is_file():
         return (target.parent.parent if target.parent.name == "checkpoints" else target.parent), target
     if target.is_dir():
         ckpt_dir = target / "checkpoints" if (target / "checkpoints").is_dir() else target
-        if not ckpt.list_checkpoints(ckpt_dir):
+        if not ckpt.has_checkpoint(ckpt_dir):
             raise ConfigError(f"resume={resume!r}: no checkpoints (step_*.pt) found in {ckpt_dir}")
         return (ckpt_dir.parent if ckpt_dir.name == "checkpoints" else ckpt_dir), ckpt_dir
     raise ConfigError(f"resume={resume!r}: no such file or directory (give a run dir or a step_*.pt file)")

@@ -19,29 +19,42 @@ METRICS_FILE = "metrics.jsonl"
 # Every logged metric is plotted against env steps.
 STEP_KEY = "global_step"
 METRIC_PREFIXES = ("train/", "eval/", "loss/", "perf/", "alpha", "entropy", "q_mean")
+WANDB_INIT_TIMEOUT = 20.0
 
 
 class MetricsFile:
-    """Append-only JSON lines. On resume, rows past the checkpoint's step are dropped so none repeat."""
+    """Append-only JSON lines that agree with the run's checkpoints: on resume, rows past the checkpoint's step
+    are dropped so none repeat; a run that starts without a checkpoint starts the file over."""
 
     def __init__(self, path: Path, resume_step: int | None = None):
         self.path = path
-        if resume_step is not None and path.exists():
+        if path.exists():
             self._truncate_after(resume_step)
         self._file = open(path, "a", encoding="utf-8")
 
-    def _truncate_after(self, step: int) -> None:
-        kept = []
+    def _truncate_after(self, step: int | None) -> None:
+        """Keep the rows up to `step`; None keeps none."""
+        kept, dropped = [], 0
         for line in self.path.read_text(encoding="utf-8").splitlines():
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a row cut off by the interruption
-            if row.get(STEP_KEY, 0) <= step:
+            if step is not None and row.get(STEP_KEY, 0) <= step:
                 kept.append(line)
-        tmp = self.path.with_suffix(".tmp")
+            else:
+                dropped += 1
+        if step is None and dropped:
+            log.info("No finished checkpoint to continue from: %s starts over (%d rows of the interrupted run "
+                     "dropped)", self.path, dropped)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
         tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
         os.replace(tmp, self.path)
+
+    def sync(self) -> None:
+        """Make the rows written so far durable (before a checkpoint that they must agree with)."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
 
     def write(self, row: dict) -> None:
         self._file.write(json.dumps({k: _jsonable(v) for k, v in row.items()}) + "\n")
@@ -55,6 +68,15 @@ def _jsonable(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return str(v)
     return v
+
+
+def _init_timeout() -> float:
+    """Seconds to wait for W&B at the start (WANDB_INIT_TIMEOUT overrides): an outage then costs this long, not
+    wandb's default 90 s, before training goes on with local logs."""
+    try:
+        return float(os.environ.get("WANDB_INIT_TIMEOUT", WANDB_INIT_TIMEOUT))
+    except ValueError:
+        return WANDB_INIT_TIMEOUT
 
 
 def has_wandb_credentials() -> bool:
@@ -127,7 +149,7 @@ class Tracker:
             mode=mode, id=run_id, resume="allow" if run_id else None,
             # Each Tracker is its own run, also when Hydra runs several jobs in one process.
             reinit="create_new",
-            settings=wandb.Settings(console="off", quiet=True, silent=True),
+            settings=wandb.Settings(console="off", quiet=True, silent=True, init_timeout=_init_timeout()),
         )
         self.run_id = self.run.id
         # Env steps are the x-axis of every metric.

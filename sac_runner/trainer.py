@@ -17,7 +17,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from . import checkpoint as ckpt
-from .config import ConfigError, generic_budgets_note, to_container
+from .config import ConfigError, check_memory, generic_budgets_note, to_container
 from .envs import EnvPool, env_dims, env_from_config, rng_state_from_tensors, rng_state_to_tensors
 from .experiment import run_identity
 from .evaluation import eval_seeds, run_episodes
@@ -108,7 +108,7 @@ class Trainer:
             check_can_render(self.eval_envs[0], cfg.env.id)
         obs_dim, act_dim = env_dims(self.envs.envs[0])
         h = cfg.hyperparameters
-        _check_memory(h.buffer_size, obs_dim, act_dim, self.device)
+        _check_memory(cfg, obs_dim, act_dim, self.device)
         self.replay = ReplayBuffer(h.buffer_size, obs_dim, act_dim, self.device, seed=cfg.seed + 2)
         self.obs_normalizer = ObsNormalizer(obs_dim) if cfg.env.normalize_obs else None
         self._reward_scale = cfg.env.reward_scale
@@ -200,11 +200,16 @@ class Trainer:
         torch.set_rng_state(rng["torch"])
         self.action_rng.bit_generator.state = rng["action_rng"]
 
+    def _checkpoint_kept(self) -> str:
+        found = ckpt.list_checkpoints(self.ckpt_dir)
+        return f"the last good checkpoint is kept: {found[-1][1]}" if found else "no checkpoint was written"
+
     def save_checkpoint(self) -> Path:
         bad = self.agent.non_finite_parameters()
         if bad:
-            raise NonFiniteError(f"non-finite values in {', '.join(bad)} at step {self.step}; "
-                                 "not checkpointing, the last good checkpoint is kept")
+            raise NonFiniteError(f"non-finite values in {', '.join(bad)} at step {self.step}; not checkpointing, "
+                                 f"{self._checkpoint_kept()}")
+        self.tracker.metrics.sync()  # the rows up to this step are on disk before the checkpoint that they match
         path = ckpt.save(self.ckpt_dir, self.step, self.state_dict(), keep=self.cfg.keep_checkpoints)
         self.tracker.log_checkpoint(path, self.step)
         return path
@@ -335,7 +340,7 @@ class Trainer:
             for key, value in zip(SAC.METRICS, means):
                 if not np.isfinite(value):
                     raise NonFiniteError(f"{key} became {value} between steps {self.step - self.cfg.log_every} "
-                                         f"and {self.step}; the last good checkpoint is kept in {self.ckpt_dir}")
+                                         f"and {self.step}; {self._checkpoint_kept()}")
                 row[key] = value
         self.tracker.log(row)
         self._reset_interval_stats()
@@ -466,16 +471,12 @@ def _check_writable(run_dir: Path) -> None:
                           "choose another with hydra.run.dir=<dir>") from e
 
 
-def _check_memory(capacity: int, obs_dim: int, act_dim: int, device: torch.device) -> None:
-    need = required_bytes(capacity, obs_dim, act_dim)
+def _check_memory(cfg: DictConfig, obs_dim: int, act_dim: int, device: torch.device) -> None:
     if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        have, where = free, f"free on {device}"
+        have, where = torch.cuda.mem_get_info(device)[0], f"free on {device}"
     else:
         have, where = available_memory_bytes(), "available RAM"
-    if have is not None and need > 0.9 * have:
-        raise ConfigError(f"hyperparameters.buffer_size={capacity} needs {need / 2**30:.1f} GiB for the replay buffer "
-                          f"but only {have / 2**30:.1f} GiB is {where}; lower hyperparameters.buffer_size")
+    check_memory(cfg, obs_dim, act_dim, required_bytes(cfg.hyperparameters.buffer_size, obs_dim, act_dim), have, where)
 
 
 @contextmanager
