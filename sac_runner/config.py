@@ -12,6 +12,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from .activations import NAMES as ACTIVATIONS
+from .algorithms import FAMILIES, NAMES
 from .update_path import choose_update_path, resolve_device
 
 
@@ -20,12 +21,27 @@ class ConfigError(ValueError):
 
 
 @dataclass
-class AlgorithmConfig:
-    name: str = "sac"
-    learn_alpha: bool = True
-    alpha: float = 1.0
-    target_entropy_scale: float = 1.0
+class SACAlgorithmConfig:
+    """conf/algorithm/sac.yaml holds the values (and sac_fixed_alpha.yaml extends it)."""
+    name: str = MISSING
+    learn_alpha: bool = MISSING
+    alpha: float = MISSING  # the initial (learned) or fixed temperature
+    target_entropy_scale: float = MISSING  # target entropy = scale * -dim(A), unless target_entropy is set
     target_entropy: Optional[float] = None
+
+
+@dataclass
+class TD3AlgorithmConfig:
+    """conf/algorithm/td3.yaml holds the values (and ddpg.yaml extends it)."""
+    name: str = MISSING
+    num_q: int = MISSING  # critics: 2 (clipped double Q) or 1 (DDPG)
+    policy_noise: float = MISSING  # std of the target smoothing noise, in [-1, 1] action units (0: none)
+    noise_clip: float = MISSING
+    policy_delay: int = MISSING  # critic updates per actor (and target) update
+    exploration_noise: float = MISSING  # std of the Gaussian added to mu(s) when acting, in [-1, 1] units
+
+
+ALGORITHM_SCHEMAS = {"sac": SACAlgorithmConfig, "td3": TD3AlgorithmConfig}  # by family (algorithms.py)
 
 
 @dataclass
@@ -97,7 +113,7 @@ class LoggerConfig:
 
 @dataclass
 class Config:
-    algorithm: AlgorithmConfig = MISSING
+    algorithm: Any = MISSING  # typed by the option's own schema (ALGORITHM_SCHEMAS)
     env: EnvConfig = MISSING
     network: NetworkConfig = MISSING
     hyperparameters: HyperparametersConfig = MISSING
@@ -125,7 +141,7 @@ class Config:
     run_dir: Optional[str] = None
 
 
-ALGORITHMS = ("sac", "sac_fixed_alpha")
+ALGORITHMS = NAMES
 LOGGER_BACKENDS = ("wandb", "none")
 LOGGER_MODES = (None, "online", "offline", "disabled")
 PRECISIONS = ("fp32", "bf16")
@@ -167,7 +183,10 @@ def register_configs() -> None:
     schema.env = OmegaConf.structured(EnvConfig)
     for key in ("kwargs", "eval_kwargs"):  # open mappings: users write env.kwargs.g=5.0, no "+" needed
         OmegaConf.set_struct(schema.env[key], False)
-    ConfigStore.instance().store(name="schema", node=schema)
+    store = ConfigStore.instance()
+    store.store(name="schema", node=schema)
+    for family, node in ALGORITHM_SCHEMAS.items():  # conf/algorithm/<family>.yaml starts from its schema
+        store.store(group="schema/algorithm", name=family, node=node)
     register_resolvers()  # conf/config.yaml's hydra section names sweep job dirs through them
 
 
@@ -273,7 +292,11 @@ def _check_known_keys(cfg: DictConfig) -> None:
             if spec[key] is not None:
                 walk(node[key], spec[key], path + ".")
 
-    walk(cfg, _schema_tree(Config), "")
+    tree = _schema_tree(Config)
+    family = FAMILIES.get(cfg.algorithm.get("name"))
+    if family is not None:  # the algorithm group is typed by its option's schema
+        tree["algorithm"] = _schema_tree(ALGORITHM_SCHEMAS[family])
+    walk(cfg, tree, "")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -283,8 +306,17 @@ def validate(cfg: DictConfig) -> None:
     a, h, n, lg = cfg.algorithm, cfg.hyperparameters, cfg.network, cfg.logger
     _require(0 <= cfg.seed < 2**32, "seed", f"an integer in [0, {2**32 - 1}]", cfg.seed)
     _require(a.name in ALGORITHMS, "algorithm.name", " | ".join(ALGORITHMS), a.name)
-    _require(a.alpha > 0, "algorithm.alpha", "a temperature > 0", a.alpha)
-    _require(a.target_entropy_scale > 0, "algorithm.target_entropy_scale", "a value > 0", a.target_entropy_scale)
+    if FAMILIES[a.name] == "sac":
+        _require(a.alpha > 0, "algorithm.alpha", "a temperature > 0", a.alpha)
+        _require(a.target_entropy_scale > 0, "algorithm.target_entropy_scale", "a value > 0", a.target_entropy_scale)
+    else:
+        _require(a.num_q in (1, 2), "algorithm.num_q", "1 (DDPG) or 2 (TD3's twin critics)", a.num_q)
+        for key in ("policy_noise", "noise_clip", "exploration_noise"):
+            _require(a[key] >= 0, f"algorithm.{key}", "a standard deviation >= 0 (in [-1, 1] action units)", a[key])
+        _require(a.policy_delay >= 1, "algorithm.policy_delay", "an integer >= 1", a.policy_delay)
+        _require(h.target_update_interval == 1, "hyperparameters.target_update_interval",
+                 f"1 with algorithm={a.name}: its targets move with the delayed actor (algorithm.policy_delay)",
+                 h.target_update_interval)
     _require(h.optimizer in OPTIMIZERS, "hyperparameters.optimizer", " | ".join(OPTIMIZERS), h.optimizer)
     _require(h.lr > 0, "hyperparameters.lr", "a learning rate > 0", h.lr)
     _require(0 <= h.gamma < 1, "hyperparameters.gamma", "a discount in [0, 1)", h.gamma)
@@ -325,7 +357,7 @@ def validate(cfg: DictConfig) -> None:
         dev,
     )
     try:  # the device and the update path together: CUDA present, and the path available for this network
-        choose_update_path(cfg["update"], cfg.precision, cfg.network, resolve_device(dev))
+        choose_update_path(cfg["update"], cfg.precision, cfg.network, resolve_device(dev), a.name)
     except ValueError as e:
         raise ConfigError(str(e)) from e
     _require(lg.backend in LOGGER_BACKENDS, "logger.backend", " | ".join(LOGGER_BACKENDS), lg.backend)

@@ -8,10 +8,16 @@ import torch
 from torch import Tensor
 
 
+def td_target(reward: Tensor, terminated: Tensor, next_value: Tensor, gamma: float) -> Tensor:
+    """y = r + gamma * (1 - done) * V(s'): no bootstrap from a true terminal state (a time-limit truncation
+    is not one)."""
+    return reward + gamma * (1.0 - terminated) * next_value
+
+
 def soft_q_target(reward: Tensor, terminated: Tensor, next_q: Tensor, next_log_prob: Tensor,
                   alpha: Tensor, gamma: float) -> Tensor:
     """y = r + gamma * (1 - done) * (min_j Q'_j(s', a') - alpha * log pi(a'|s')), a' ~ pi(.|s')."""
-    return reward + gamma * (1.0 - terminated) * (next_q - alpha * next_log_prob)
+    return td_target(reward, terminated, next_q - alpha * next_log_prob, gamma)
 
 
 def critic_loss(q: Tensor, target: Tensor) -> Tensor:
@@ -48,3 +54,17 @@ def alpha_loss_grad(log_prob: Tensor, target_entropy: float) -> Tensor:
 def polyak_update(target: list[Tensor], online: list[Tensor], tau: float) -> None:
     """target <- (1 - tau) target + tau online, one fused op over all tensors."""
     torch._foreach_lerp_(target, online, tau)
+
+
+# ---- TD3 (Fujimoto et al. 2018, "Addressing Function Approximation Error in Actor-Critic Methods") and the
+# DDPG it re-tuned. The clipped double-Q target is td_target of min_j Q'_j(s', a~); critics use critic_loss.
+
+def smoothed_target_action(next_action: Tensor, noise: Tensor, noise_clip: float) -> Tensor:
+    """Target policy smoothing: a~ = clip(mu'(s') + clip(eps, -c, c), -1, 1), in the normalized action space."""
+    return (next_action + noise.clamp(-noise_clip, noise_clip)).clamp(-1.0, 1.0)
+
+
+def deterministic_actor_loss(q: Tensor) -> Tensor:
+    """J_mu = -E[Q_1(s, mu(s))]."""
+    return -q.mean()
+

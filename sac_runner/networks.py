@@ -73,6 +73,26 @@ class Actor(nn.Module):
         return mean.addcmul_(log_std.clamp_(self.log_std_min, self.log_std_max).exp_(), eps).tanh_()
 
 
+class DeterministicActor(nn.Module):
+    """mu(s) = tanh(MLP(s)): TD3's and DDPG's policy, actions in [-1, 1]."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int], activation: str = "relu",
+                 layer_norm: bool = False):
+        super().__init__()
+        sizes = [obs_dim, *hidden_sizes]
+        self.hidden = nn.ModuleList(nn.Linear(i, o) for i, o in zip(sizes[:-1], sizes[1:]))
+        self.norms = nn.ModuleList(nn.LayerNorm(o) for o in hidden_sizes) if layer_norm else None
+        self.head = nn.Linear(sizes[-1], act_dim)
+        self.activation_fn = FUNCTIONS[activation]
+
+    def forward(self, obs: Tensor) -> Tensor:
+        x = obs
+        for i, linear in enumerate(self.hidden):
+            x = linear(x)
+            x = self.activation_fn(self.norms[i](x) if self.norms is not None else x)
+        return torch.tanh(self.head(x))
+
+
 class CriticEnsemble(nn.Module):
     """`num_q` Q-networks evaluated together: each layer is one batched matmul over the ensemble."""
 

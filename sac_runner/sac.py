@@ -41,7 +41,7 @@ class SAC(Agent):
         super().__init__(obs_dim, act_dim, hyperparameters, device, seed)
         self.network, self.algorithm = network, algorithm
         self.precision = precision
-        self.update_path = choose_update_path(update, precision, network, self.device)
+        self.update_path = choose_update_path(update, precision, network, self.device, algorithm=algorithm.name)
         learn_alpha = algorithm.learn_alpha
         n = network
         self.actor = Actor(obs_dim, act_dim, n.hidden_sizes, n.activation, n.log_std_min, n.log_std_max,

@@ -21,12 +21,15 @@ from .config import ConfigError, check_memory, generic_budgets_note, to_containe
 from .envs import EnvPool, env_dims, env_from_config, rng_state_from_tensors, rng_state_to_tensors
 from .experiment import run_identity
 from .evaluation import eval_seeds, run_episodes
-from .finetune import init_from
+from .finetune import init_from, source_file
 from .normalization import ObsNormalizer
 from .video import check_can_render
 from .replay import ReplayBuffer, available_memory_bytes, required_bytes
 from .resume import check_compatible, load_checkpoint, resolve_resume
+from .agent import Agent
+from .algorithms import FAMILIES
 from .sac import SAC
+from .td3 import TD3
 from .tracking import STEP_KEY, Tracker
 from .update_path import resolve_device
 
@@ -61,11 +64,12 @@ def warn_if_bf16_is_emulated(precision: str, device: torch.device) -> None:
 
 
 def make_agent(cfg: DictConfig, obs_dim: int, act_dim: int, device: torch.device | str = "cpu",
-               compile: bool | None = None) -> SAC:
+               compile: bool | None = None) -> Agent:
     """The agent a run's config describes (the trainer's, and load_policy's for a saved run)."""
     if compile is None:
         compile = cfg.compile if cfg.compile is not None else cfg.precision == "bf16"
-    return SAC(obs_dim, act_dim, _plain(cfg.network), _plain(cfg.hyperparameters), _plain(cfg.algorithm),
+    agent_class = {"sac": SAC, "td3": TD3}[FAMILIES[cfg.algorithm.name]]
+    return agent_class(obs_dim, act_dim, _plain(cfg.network), _plain(cfg.hyperparameters), _plain(cfg.algorithm),
                precision=cfg.precision, compile=compile, update=cfg["update"], device=device,
                seed=cfg.seed)
 
@@ -131,9 +135,11 @@ class Trainer:
 
         self.config = to_container(cfg)
         self.config["run_dir"] = str(run_dir)
+        if cfg.get("init_from"):
+            self.config["init_from"] = source_file(cfg.init_from)  # recorded as the file it stands for
         resumed = self._maybe_resume(resume_from)
         if cfg.get("init_from") and not resumed:
-            self.config["init_from"] = str(init_from(self.agent, cfg, obs_dim, act_dim, self.obs_normalizer))
+            init_from(self.agent, cfg, obs_dim, act_dim, self.obs_normalizer)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(self.config, sort_keys=False))
         name, group, tags = run_identity(cfg)
         self.tracker = Tracker(run_dir, dict(self.config["logger"]), self.config, name=name, group=group,
@@ -325,7 +331,7 @@ class Trainer:
         self._metric_count = int(state["count"])
 
     def _accumulate(self, metrics: dict) -> None:
-        values = torch.stack([metrics[k] for k in SAC.METRICS])
+        values = torch.stack([metrics[k] for k in self.agent.METRICS])
         self._metric_sum = values if self._metric_sum is None else self._metric_sum + values
         self._metric_count += 1
 
@@ -337,7 +343,7 @@ class Trainer:
                "perf/updates_per_second": (self.agent.num_updates - updates0) / elapsed}
         if self._metric_sum is not None:
             means = (self._metric_sum / self._metric_count).tolist()  # the interval's one host sync
-            for key, value in zip(SAC.METRICS, means):
+            for key, value in zip(self.agent.METRICS, means):
                 if not np.isfinite(value):
                     raise NonFiniteError(f"{key} became {value} between steps {self.step - self.cfg.log_every} "
                                          f"and {self.step}; {self._checkpoint_kept()}")
@@ -393,9 +399,7 @@ class Trainer:
 
     def _model_state(self) -> dict:
         """model.pt and best_model.pt: the networks and the config, no optimizer or replay state."""
-        return {"actor": self.agent.actor.state_dict(), "critic": self.agent.critic.state_dict(),
-                "critic_target": self.agent.critic_target.state_dict(),
-                "log_alpha": self.agent.log_alpha.detach().clone(), "config": self.config,
+        return {**self.agent.weights(), "config": self.config,
                 "obs_dim": self.replay.obs_dim, "act_dim": self.replay.act_dim,
                 # envs.obs_normalizer_from_state(...) rebuilds it; None when env.normalize_obs is off
                 "obs_normalizer": self.obs_normalizer.state_dict() if self.obs_normalizer is not None else None}

@@ -5,6 +5,8 @@ from typing import Any
 
 import torch
 
+from .algorithms import FAMILIES
+
 UPDATE_PATHS = ("auto", "autograd", "fast")
 
 
@@ -21,8 +23,10 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def fast_path_unsupported(network: Any, device: torch.device | str) -> str | None:
+def fast_path_unsupported(network: Any, device: torch.device | str, algorithm: str = "sac") -> str | None:
     """Why the hand-derived kernel cannot run this configuration (None: it can)."""
+    if FAMILIES.get(algorithm) != "sac":
+        return f"algorithm {algorithm} (the hand-derived kernel is SAC's)"
     if getattr(network, "layer_norm", False):
         return "network.layer_norm=true (the hand-derived passes cover plain MLPs)"
     if torch.device(device).type != "cpu":
@@ -31,11 +35,12 @@ def fast_path_unsupported(network: Any, device: torch.device | str) -> str | Non
     return None
 
 
-def choose_update_path(update: str, precision: str, network: Any, device: torch.device | str) -> str:
+def choose_update_path(update: str, precision: str, network: Any, device: torch.device | str,
+                       algorithm: str = "sac") -> str:
     """'fast' or 'autograd' for update=auto|autograd|fast; ValueError naming the conflict."""
     if update not in UPDATE_PATHS:
         raise ValueError(f"update={update!r} is not allowed: expected {' | '.join(UPDATE_PATHS)}")
-    reason = fast_path_unsupported(network, device)
+    reason = fast_path_unsupported(network, device, algorithm)
     if update == "fast" and reason:
         raise ValueError(f"update=fast is not available for {reason}; use update=auto or autograd")
     if precision == "bf16":

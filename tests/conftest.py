@@ -38,12 +38,14 @@ def episode_rows(run_dir: Path) -> list[tuple]:
 
 
 def same_weights(a: Path, b: Path) -> bool:
-    """Two runs' model.pt hold the same actor, critics and log alpha, bit for bit."""
+    """Two runs' model.pt hold the same networks (and SAC's log alpha), bit for bit."""
     import torch
 
     ma, mb = torch.load(a / "model.pt", weights_only=True), torch.load(b / "model.pt", weights_only=True)
-    return all(torch.equal(ma[k][n], mb[k][n]) for k in ("actor", "critic") for n in ma[k]) and torch.equal(
-        ma["log_alpha"], mb["log_alpha"])
+    nets = {k for k, v in ma.items() if k != "config" and isinstance(v, dict) and v}
+    assert "actor" in nets and nets == {k for k, v in mb.items() if k != "config" and isinstance(v, dict) and v}
+    return all(torch.equal(ma[k][n], mb[k][n]) for k in nets for n in ma[k]) and all(
+        torch.equal(v, mb[k]) for k, v in ma.items() if isinstance(v, torch.Tensor))
 
 
 def make_cfg(run_dir: Path, overrides: list[str] = ()) -> DictConfig:
