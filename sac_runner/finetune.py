@@ -6,16 +6,25 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from .policy import PolicyError, load_networks, load_saved
+from .policy import PolicyError, load_networks, load_saved, resolve_model_file
 
 log = logging.getLogger(__name__)
+
+
+def source_file(init_from: str) -> str:
+    """What a run records as its `init_from`: the absolute path of the file a run dir stands for (so that
+    rerunning the command resumes it: the checkpoint's config and the rerun's agree)."""
+    try:
+        return str(resolve_model_file(init_from).resolve())
+    except PolicyError:  # reported when the weights are loaded (not at all when the run resumes)
+        return str(Path(init_from).expanduser().resolve())
 
 
 def init_from(agent, cfg: DictConfig, obs_dim: int, act_dim: int, obs_normalizer=None) -> Path:
     """Load the actor, critics, target critics and (unless `init_reset_alpha`, or with a fixed α) log α of
     `cfg.init_from` into `agent`, and its observation statistics into `obs_normalizer` (the run's, or None when
     it does not normalize). The replay buffer and optimizers start fresh. Returns the file used."""
-    saved = load_saved(cfg.init_from)
+    saved = load_saved(source_file(cfg.init_from))
     what = f"init_from={cfg.init_from}"
     if (saved.obs_normalizer is None) != (obs_normalizer is None):
         was = "normalized" if saved.obs_normalizer is not None else "raw"
@@ -23,7 +32,7 @@ def init_from(agent, cfg: DictConfig, obs_dim: int, act_dim: int, obs_normalizer
                           f"env.normalize_obs={'true' if saved.obs_normalizer is not None else 'false'} to fine-tune it")
     if obs_normalizer is not None:
         obs_normalizer.load_state_dict(saved.obs_normalizer)  # the statistics the policy's inputs assume
-    keep_alpha = cfg.algorithm.learn_alpha and not cfg.get("init_reset_alpha", False)
+    keep_alpha = cfg.algorithm.get("learn_alpha", False) and not cfg.get("init_reset_alpha", False)
     load_networks(agent, saved, obs_dim, act_dim, what, alpha=keep_alpha)
     source = saved.path.resolve()
     log.info("Networks%s initialized from %s (env %s, step %s)", " and alpha" if keep_alpha else "", source,

@@ -32,12 +32,10 @@ class SavedRun:
     """What any of the three file kinds holds for acting and fine-tuning."""
     path: Path
     config: dict
-    actor: dict
-    critic: dict
-    critic_target: dict | None
-    log_alpha: torch.Tensor
+    weights: dict  # name -> state dict or tensor, as the agent's weights() gives them
     obs_normalizer: Any = None
     step: int | None = None  # checkpoints only
+    dims: tuple[int | None, int | None] = (None, None)  # (obs_dim, act_dim) where the file says
 
 
 def resolve_model_file(path: str | Path, best: bool = False) -> Path:
@@ -83,12 +81,16 @@ def load_saved(path: str | Path, best: bool = False) -> SavedRun:
         nets, step = state["agent"], int(state.get("trainer", {}).get("step", 0))
     else:
         nets, step = state, None
-    needed = ("actor", "critic", "log_alpha")
-    if not isinstance(nets, dict) or not isinstance(state.get("config"), dict) or any(k not in nets for k in needed):
-        raise PolicyError(f"{file} is not a sac-run model or checkpoint (it lacks the actor, critics or config)")
-    return SavedRun(path=file, config=state["config"], actor=nets["actor"], critic=nets["critic"],
-                    critic_target=nets.get("critic_target"), log_alpha=nets["log_alpha"],
-                    obs_normalizer=state.get("obs_normalizer"), step=step)
+    if not isinstance(nets, dict) or not isinstance(state.get("config"), dict) or "actor" not in nets:
+        raise PolicyError(f"{file} is not a sac-run model or checkpoint (it lacks the actor or the config)")
+    weights = {k: v for k, v in nets.items() if k not in ("config", "obs_dim", "act_dim", "obs_normalizer")}
+    if "critic" in weights and "critic_target" not in weights:  # a model.pt written before targets were saved
+        weights["critic_target"] = weights["critic"]
+    first = next((v for k, v in weights["actor"].items() if k.endswith("weight") and getattr(v, "ndim", 0) == 2),
+                 None)
+    dims = (state.get("obs_dim", None if first is None else int(first.shape[1])), state.get("act_dim"))
+    return SavedRun(path=file, config=state["config"], weights=weights, obs_normalizer=state.get("obs_normalizer"),
+                    step=step, dims=dims)
 
 
 def run_config(saved: dict) -> DictConfig:
@@ -201,28 +203,17 @@ def _obs_normalizer(state):
 
 
 def load_networks(agent, saved: SavedRun, obs_dim: int, act_dim: int, what: str, alpha: bool = True) -> None:
-    """Copy a saved run's actor, critics (and α) into `agent`; shapes must fit. The target critics come from
-    the saved ones, or from the critics for a model saved without them."""
-    sizes = _saved_dims(saved)
-    if sizes is not None and sizes != (obs_dim, act_dim):
-        raise PolicyError(f"{what}: its policy takes observations of size {sizes[0]} and gives actions of size "
-                          f"{sizes[1]} (env {saved.config.get('env', {}).get('id')}), this env has {obs_dim} and "
+    """Copy a saved run's networks (and SAC's α) into `agent` through its load_weights; shapes must fit."""
+    saved_obs, saved_act = saved.dims
+    if (saved_obs is not None and saved_obs != obs_dim) or (saved_act is not None and saved_act != act_dim):
+        raise PolicyError(f"{what}: its policy takes observations of size {saved_obs} and gives actions of size "
+                          f"{saved_act} (env {saved.config.get('env', {}).get('id')}), this env has {obs_dim} and "
                           f"{act_dim}")
-    weights = {"actor": saved.actor, "critic": saved.critic, "log_alpha": saved.log_alpha,
-               "critic_target": saved.critic_target if saved.critic_target is not None else saved.critic}
     try:
-        agent.load_weights(weights, reset=() if alpha else ("log_alpha",))
+        agent.load_weights(saved.weights, reset=() if alpha else ("log_alpha",))
     except RuntimeError as e:
         detail = " ".join(str(e).split())[:300]
         raise PolicyError(f"{what}: its networks do not fit this run's network settings ({detail})") from None
-
-
-def _saved_dims(saved: SavedRun) -> tuple[int, int] | None:
-    """(obs_dim, act_dim) of the saved actor: its first weight's input size and its head's output size / 2."""
-    weights = [v for k, v in saved.actor.items() if k.endswith("weight") and getattr(v, "ndim", 0) == 2]
-    if not weights:
-        return None
-    return int(weights[0].shape[1]), int(weights[-1].shape[0]) // 2
 
 
 def load_policy(path: str | Path, best: bool = False, device: str | torch.device = "cpu") -> Policy:

@@ -306,6 +306,17 @@ def test_init_from_loads_networks_and_alpha_unless_reset(ip_run, tmp_path):
         t.tracker.close(0)
 
 
+def test_a_fine_tuned_run_rerun_resumes_instead_of_starting_again(ip_run, tmp_path, monkeypatch):
+    run_dir, _ = ip_run
+    monkeypatch.chdir(run_dir.parent)
+    overrides = ["debug=default", "env=InvertedPendulum", f"init_from={run_dir.name}"]  # relative, as typed
+    train(tmp_path / "tuned", *overrides[1:])
+    again = Trainer(make_cfg(tmp_path / "tuned", [*overrides, "total_steps=450"]))
+    assert again.step == 300
+    again.train()
+    assert eval_rows(tmp_path / "tuned")[-1]["global_step"] == 450
+
+
 def test_init_from_with_other_shapes_is_one_line(pendulum_tiny, tmp_path):
     with pytest.raises(ConfigError) as info:
         Trainer(make_cfg(tmp_path / "r", ["debug=default", "env=InvertedPendulum", f"init_from={pendulum_tiny}"]))
