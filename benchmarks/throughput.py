@@ -62,7 +62,7 @@ def compose_config(spec: dict, run_dir: str):
         "eval_every=0", "eval_episodes=1", "checkpoint_every=0", "progress=false",
         f"log_every={spec['log_every']}", f"num_envs={spec['num_envs']}",
         f"hyperparameters.gradient_steps={spec['gradient_steps']}", f"precision={spec['precision']}",
-        f"compile={str(spec.get('compile', False)).lower()}",
+        f"compile={str(spec.get('compile', False)).lower()}", f"update={spec.get('update', 'auto')}",
         f"run_dir={run_dir}",
     ]
     with initialize_config_module("sac_runner.conf", version_base="1.3"):
@@ -259,6 +259,7 @@ def compare(args) -> dict:
                 spec = {"env": args.env, "threads": args.threads, "learning_starts": args.learning_starts,
                         "burn_in": args.burn_in, "num_envs": n, "gradient_steps": g, "log_every": args.log_every,
                         "precision": "bf16" if "bf16" in contender else "fp32", "compile": "compile" in contender,
+                        "update": "autograd" if "autograd" in contender else "auto",
                         "total_steps": args.learning_starts + args.burn_in + args.steps}
                 load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
                 result = run_child("sb3" if contender == "sb3" else "ours", spec, args.timeout, args.omp_wait_policy)
@@ -400,7 +401,7 @@ def profile(args) -> dict:
 # ---------------------------------------------------------------- CLI
 
 def variant_list(text: str) -> list[str]:
-    allowed = ("ours", "ours+compile", "ours-bf16", "ours-bf16+compile")
+    allowed = ("ours", "ours+compile", "ours-bf16", "ours-bf16+compile", "ours-autograd", "ours-autograd+compile")
     items = [t.strip() for t in text.split(",") if t.strip()]
     bad = [t for t in items if t not in allowed]
     if bad or not items:
@@ -423,7 +424,8 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, help="runs per contender and setting (default 3)")
     p.add_argument("--threads", type=int, default=2, help="torch threads in every run (default 2)")
     p.add_argument("--ours", type=variant_list, default=["ours"],
-                   help="our configurations, comma list of ours | ours+compile | ours-bf16 | ours-bf16+compile")
+                   help="our configurations, comma list of ours | ours+compile | ours-bf16 | ours-bf16+compile | "
+                        "ours-autograd | ours-autograd+compile (update=autograd)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="bf16: shorthand for --ours ours,ours-bf16+compile (the reduced-precision mode as advised)")
     p.add_argument("--num-envs", type=int_list, default=[1], help="comma list, e.g. 1,4")
