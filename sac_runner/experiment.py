@@ -98,6 +98,7 @@ def config_differences(saved: Any, current: Any) -> list[str]:
 
 # ---- the composed defaults ----
 
+@lru_cache(maxsize=8)
 def _options(group: str, field: str) -> dict[Any, str]:
     """{value of `field`: option name} over conf/<group>/*.yaml."""
     from importlib.resources import files
@@ -130,13 +131,12 @@ def _composed(overrides: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
 
 
 def default_config(env_id: str, algorithm: str) -> dict[str, Any]:
-    """What conf/ composes for this env and algorithm with no other override (flattened). An env id or an
-    algorithm name no option names keeps the default option."""
-    overrides = []
+    """What conf/ composes for this env and algorithm with no other override (flattened). An env id no option
+    names is set on the default option (its budgets follow the id); an unknown algorithm keeps the default."""
     env_option = _options("env", "id").get(env_id)
     alg_option = _options("algorithm", "name").get(algorithm)
-    if env_option:
-        overrides.append(f"env={env_option}")
+    overrides = [f"env={env_option}"] if env_option else []
+    overrides.append(f'env.id="{env_id}"')
     if alg_option:
         overrides.append(f"algorithm={alg_option}")
     return dict(_composed(tuple(overrides)))
