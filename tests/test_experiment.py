@@ -54,6 +54,9 @@ def test_defaults_are_those_of_the_chosen_env_and_algorithm(tmp_path):
     assert identity(tmp_path, "env=Pendulum", "algorithm=sac_fixed_alpha")[1] == "Pendulum-v1 sac_fixed_alpha"
     assert identity(tmp_path, "env=Pendulum", "algorithm=sac_fixed_alpha", "algorithm.alpha=0.05")[1] == \
         "Pendulum-v1 sac_fixed_alpha alpha=0.05"
+    # An id without an option: compared with what conf/ composes for that id.
+    assert identity(tmp_path, "env.id=Reacher-v5")[1] == "Reacher-v5 sac"
+    assert identity(tmp_path, "env.id=Reacher-v5", "hyperparameters.tau=0.01")[1] == "Reacher-v5 sac tau=0.01"
     # Two changed keys with the same last part keep their full names.
     assert identity(tmp_path, "learning_starts=5", "env.learning_starts=7")[1] == \
         "HalfCheetah-v5 sac env.learning_starts=7 learning_starts=5"
