@@ -127,12 +127,13 @@ def test_temperature_sweep_preset_sweeps_20_jobs_on_the_given_env():
 def test_paper_preset_sweeps_envs_temperature_modes_and_seeds():
     cfg = compose_hydra("+experiment=paper")
     assert dict(cfg.hydra.sweeper.params) == {
-        "env": "HalfCheetah,Hopper,Walker2d,Ant,Humanoid", "algorithm": "sac,sac_fixed_alpha", "seed": "0,1,2,3,4"}
+        "env": "HalfCheetah,Hopper,Walker2d,Ant,Humanoid", "algorithm": "sac,sac_fixed_alpha,td3,ddpg",
+        "seed": "0,1,2,3,4"}
     jobs = composed_jobs(["+experiment=paper"])
-    assert len(jobs) == 50
+    assert len(jobs) == 100
     assert {(j["env"], j["algorithm"]) for j in jobs} == set(
-        product(["HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid"], ["sac", "sac_fixed_alpha"]))
-    assert len(composed_jobs(["+experiment=paper", "env=Hopper"])) == 10
+        product(["HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid"], ["sac", "sac_fixed_alpha", "td3", "ddpg"]))
+    assert len(composed_jobs(["+experiment=paper", "env=Hopper"])) == 20
 
     job = compose_hydra("+experiment=paper", "env=Humanoid", "algorithm=sac_fixed_alpha", "seed=4")
     assert job.env.id.startswith("Humanoid") and job.algorithm.learn_alpha is False and job.seed == 4
