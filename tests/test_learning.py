@@ -13,14 +13,15 @@ def eval_returns(run_dir):
     return [(r["global_step"], r["eval/return_mean"]) for r in rows if "eval/return_mean" in r]
 
 
+@pytest.mark.parametrize("update", ["fast", "autograd"])
 @pytest.mark.parametrize("env,total_steps,threshold", [
     ("Pendulum", 15_000, -250.0),
     ("InvertedPendulum", 20_000, 950.0),
 ])
-def test_sac_reaches_the_return_threshold(cfg_factory, tmp_path, env, total_steps, threshold):
+def test_sac_reaches_the_return_threshold(cfg_factory, tmp_path, env, total_steps, threshold, update):
     # Paper defaults; one torch thread keeps the time predictable on a shared machine.
     cfg = cfg_factory(f"env={env}", "logger=none", "seed=0", f"total_steps={total_steps}", "eval_every=2500",
-                      "checkpoint_every=0", "threads=1")
+                      "checkpoint_every=0", "threads=1", f"update={update}")
     summary = Trainer(cfg).train()
     assert_learned(tmp_path / "run", summary, total_steps, threshold)
 

@@ -38,9 +38,11 @@ def wait_for(predicate, timeout: float = 120.0) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("every,where", [(150, "mid-episode"), (200, "episode boundary")])
-def test_sigkill_and_resume_is_bit_exact(tmp_path, every, where):
-    killed, reference, state = sac_run_killed_and_resumed(tmp_path, cheetah(total=1000, every=every))
+@pytest.mark.parametrize("every,where,update", [(150, "mid-episode", "fast"), (200, "episode boundary", "fast"),
+                                               (150, "mid-episode", "autograd")])
+def test_sigkill_and_resume_is_bit_exact(tmp_path, every, where, update):
+    killed, reference, state = sac_run_killed_and_resumed(tmp_path, [*cheetah(total=1000, every=every),
+                                                                     f"update={update}"])
     in_episode = int(state["envs"]["episode_length"].sum())
     assert (in_episode > 0) == (where == "mid-episode")
     assert eval_rows(killed) == eval_rows(reference)  # same returns, no duplicated rows
