@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from .batch import Batch, restore_generator
 from .losses import polyak_update
 from .optim import FlatAdam, FlatParameters
+from .update_path import choose_update_path
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +26,14 @@ class Agent:
     update_path = "autograd"
     precision = "fp32"
 
-    def __init__(self, obs_dim: int, act_dim: int, hyperparameters: Any, device: torch.device | str, seed: int):
-        self.hp = hyperparameters
+    def __init__(self, obs_dim: int, act_dim: int, network: Any, hyperparameters: Any, algorithm: Any, *,
+                 precision: str, update: str, device: torch.device | str, seed: int):
+        """network, hyperparameters, algorithm: the config's groups (any objects with those attributes); the
+        agent reads them and copies nothing."""
+        self.network, self.hp, self.algorithm = network, hyperparameters, algorithm
         self.device = torch.device(device)
+        self.precision = precision
+        self.update_path = choose_update_path(update, precision, network, self.device, algorithm=algorithm.name)
         self.obs_dim, self.act_dim = obs_dim, act_dim
         torch.manual_seed(seed)
         self.generator = torch.Generator(device=self.device)

@@ -25,23 +25,19 @@ from .losses import (actor_loss, actor_loss_grads, alpha_loss, alpha_loss_grad, 
                      soft_q_target)
 from .networks import Actor, CriticEnsemble
 from .optim import FlatParameters, LowPrecisionCopy
-from .update_path import choose_update_path
 
 log = logging.getLogger(__name__)
 
 class SAC(Agent):
-    """network, hyperparameters, algorithm: the config's groups (any objects with those attributes); the agent
-    reads them and copies nothing."""
+    """algorithm: learn_alpha, alpha (initial or fixed temperature), target_entropy or target_entropy_scale."""
 
     METRICS = ("loss/critic", "loss/actor", "loss/alpha", "alpha", "entropy", "q_mean")
 
     def __init__(self, obs_dim: int, act_dim: int, network: Any, hyperparameters: Any, algorithm: Any, *,
                  precision: str = "fp32", compile: bool = False, update: str = "auto",
                  device: torch.device | str = "cpu", seed: int = 0):
-        super().__init__(obs_dim, act_dim, hyperparameters, device, seed)
-        self.network, self.algorithm = network, algorithm
-        self.precision = precision
-        self.update_path = choose_update_path(update, precision, network, self.device, algorithm=algorithm.name)
+        super().__init__(obs_dim, act_dim, network, hyperparameters, algorithm, precision=precision, update=update,
+                         device=device, seed=seed)
         learn_alpha = algorithm.learn_alpha
         n = network
         self.actor = Actor(obs_dim, act_dim, n.hidden_sizes, n.activation, n.log_std_min, n.log_std_max,

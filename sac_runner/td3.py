@@ -18,7 +18,6 @@ from .batch import Batch
 from .losses import critic_loss, deterministic_actor_loss, smoothed_target_action, td_target
 from .networks import CriticEnsemble, DeterministicActor
 from .optim import FlatParameters
-from .update_path import choose_update_path
 
 
 class TD3(Agent):
@@ -30,10 +29,8 @@ class TD3(Agent):
     def __init__(self, obs_dim: int, act_dim: int, network: Any, hyperparameters: Any, algorithm: Any, *,
                  precision: str = "fp32", compile: bool = False, update: str = "auto",
                  device: torch.device | str = "cpu", seed: int = 0):
-        super().__init__(obs_dim, act_dim, hyperparameters, device, seed)
-        self.network, self.algorithm = network, algorithm
-        self.precision = precision
-        self.update_path = choose_update_path(update, precision, network, self.device, algorithm=algorithm.name)
+        super().__init__(obs_dim, act_dim, network, hyperparameters, algorithm, precision=precision, update=update,
+                         device=device, seed=seed)
         n = network
         self.actor = DeterministicActor(obs_dim, act_dim, n.hidden_sizes, n.activation,
                                         layer_norm=n.layer_norm).to(self.device)
