@@ -159,6 +159,15 @@ def test_sac_eval_bad_options_are_one_line(ip_run, capsys):
         one_error_line(capsys.readouterr().err)
 
 
+def test_sac_eval_help_lists_options_and_examples(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        sac_eval(["--help"])
+    assert exit_info.value.code == 0
+    shown = capsys.readouterr().out
+    assert "examples:" in shown and all(flag in shown for flag in ("--mass-scale", "--best", "--stochastic",
+                                                                   "--video", "--obs-noise"))
+
+
 def test_load_policy_acts_as_the_trainer_in_env_units(ip_run):
     from sac_runner import load_policy
 
