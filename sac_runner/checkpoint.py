@@ -219,11 +219,13 @@ def load_file(path: Path, check: bool = True) -> dict:
     if not manifest.exists():
         state = _load(path)
         m = _NAME.match(path.name)
-        step = int(m.group(1)) if m else None
-        if step is not None and state.get("trainer", {}).get("step", step) != step:
+        if m is None:  # a file named by the user (resume=<file>): loading it was the check
+            return state
+        step = int(m.group(1))
+        if state.get("trainer", {}).get("step", step) != step:
             raise CheckpointError(f"checkpoint {path} is not valid: it holds step {state['trainer']['step']}")
         try:
-            _commit_manifest(manifest, _manifest(step if step is not None else -1, path), phase=False)
+            _commit_manifest(manifest, _manifest(step, path), phase=False)
             log.info("Checkpoint %s had no manifest; it loads as data, so its manifest was written", path)
         except OSError as e:
             log.warning("Checkpoint %s has no manifest and none could be written (%s)", path, e.strerror or e)
