@@ -42,8 +42,12 @@ def same_weights(a: Path, b: Path) -> bool:
     import torch
 
     ma, mb = torch.load(a / "model.pt", weights_only=True), torch.load(b / "model.pt", weights_only=True)
-    nets = {k for k, v in ma.items() if k != "config" and isinstance(v, dict) and v}
-    assert "actor" in nets and nets == {k for k, v in mb.items() if k != "config" and isinstance(v, dict) and v}
+    def networks(saved: dict) -> set:  # state dicts: mappings of tensors only (not config or obs_normalizer)
+        return {k for k, v in saved.items() if isinstance(v, dict) and v
+                and all(isinstance(t, torch.Tensor) for t in v.values())}
+
+    nets = networks(ma)
+    assert "actor" in nets and nets == networks(mb)
     return all(torch.equal(ma[k][n], mb[k][n]) for k in nets for n in ma[k]) and all(
         torch.equal(v, mb[k]) for k, v in ma.items() if isinstance(v, torch.Tensor))
 
