@@ -4,6 +4,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import re
 import sys
 from typing import Callable
 
@@ -112,7 +113,12 @@ def make_env(env_id: str, render_size: int | None = None, max_episode_steps: int
     except TypeError as e:
         if "keyword argument" not in str(e):
             raise
-        raise ConfigError(f"{kwargs_key}: env.id={env_id!r} does not take {sorted(kwargs)}: {e}") from None
+        reason = str(e).split(" was raised from the environment creator")[0]  # Gymnasium appends the kwargs
+        unknown = re.search(r"unexpected keyword argument '(\w+)'", reason)
+        if unknown:
+            raise ConfigError(f"{kwargs_key}.{unknown.group(1)} is not a keyword argument of env.id={env_id!r} "
+                              f"({reason})") from None
+        raise ConfigError(f"{kwargs_key}: env.id={env_id!r} refused its keyword arguments ({reason})") from None
     space = env.action_space
     if not isinstance(space, gym.spaces.Box):
         env.close()

@@ -175,6 +175,18 @@ def test_dmc_cheetah_run_trains_checkpoints_and_resumes_exactly(cfg_factory, tmp
     assert same_weights(split, reference)
 
 
+def test_dmc_kwargs_pass_through_and_an_unknown_one_is_named(cfg_factory):
+    """Shimmy's creator takes **kwargs, so its signature names nothing: the env's own refusal is reported."""
+    pytest.importorskip("shimmy", reason="the dmc extra (pip install 'sac-runner[dmc]') is not installed")
+    cfg = cfg_factory("env=dmc", "env.kwargs.environment_kwargs.flat_observation=true", "debug=default")
+    env = env_from_config(cfg.env)
+    assert env.unwrapped._env._flat_observation and env.observation_space.shape == (17,)
+    env.close()
+    with pytest.raises(ConfigError, match=r"^env.kwargs.foo is not a keyword argument of "
+                                          r"env.id='dm_control/cheetah-run-v0' \(.*unexpected keyword argument 'foo'\)$"):
+        Trainer(cfg_factory("env=dmc", "env.kwargs.foo=1", "debug=default"))
+
+
 # ---- observation normalization ----
 
 NORMALIZED = ["env=Pendulum", "env.normalize_obs=true", "debug=default", "checkpoint_every=200", "eval_every=200"]
