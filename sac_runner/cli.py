@@ -103,6 +103,8 @@ def _guarded_run_job(real_run_job):
             created = rundir.create(run_dir)
             try:
                 lock = rundir.RunDirLock.acquire(run_dir)
+            except rundir.RunDirBusy:
+                raise  # the dir is another process's now, whoever made it
             except ConfigError:
                 rundir.remove_if_unused(run_dir, created)
                 raise

@@ -107,22 +107,30 @@ def _read_pid(fd: int) -> int | None:
 
 
 def create(run_dir: Path) -> list[Path]:
-    """Make `run_dir` (and missing parents); return the dirs this call created, outermost first."""
+    """Make `run_dir` (and missing parents); return the dirs this call created, outermost first. A dir that
+    another process creates at the same moment is not counted as ours."""
     run_dir = Path(run_dir)
     missing = []
     probe = run_dir
     while not probe.exists() and probe != probe.parent:
         missing.append(probe)
         probe = probe.parent
-    if probe.exists() and not probe.is_dir():
+    if not probe.is_dir():
         raise ConfigError(f"output dir {run_dir} cannot be created: {probe} is a file; "
                           "choose another with hydra.run.dir=<dir>")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"output dir {run_dir} cannot be created ({e.strerror or e}); "
-                          "choose another with hydra.run.dir=<dir>") from e
-    return list(reversed(missing))
+    created = []
+    for directory in [*reversed(missing), run_dir]:
+        try:
+            directory.mkdir()
+            created.append(directory)
+        except FileExistsError:
+            if not directory.is_dir():
+                raise ConfigError(f"output dir {run_dir} cannot be created: {directory} is a file; "
+                                  "choose another with hydra.run.dir=<dir>") from None
+        except OSError as e:
+            raise ConfigError(f"output dir {run_dir} cannot be created ({e.strerror or e}); "
+                              "choose another with hydra.run.dir=<dir>") from e
+    return created
 
 
 def remove_if_unused(run_dir: Path, created: list[Path]) -> bool:

@@ -289,6 +289,21 @@ def test_a_second_process_on_a_run_dir_fails_in_one_line_and_the_first_finishes_
     assert not (run_dir / rundir.LOCK_FILE).exists()
 
 
+def test_two_runs_started_together_on_a_new_run_dir_one_runs_the_other_stops(tmp_path):
+    """Both create the dir at the same moment: the one without the lock must not remove what the other uses."""
+    run_dir = tmp_path / "outputs" / "run"
+    args = [SAC_RUN, "debug=default", "env=Pendulum", "total_steps=2000", "checkpoint_every=500",
+            "keep_checkpoints=9", f"hydra.run.dir={run_dir}"]
+    procs = [subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    assert sorted(code for code, _ in results) == [0, 2], results
+    loser = next(err for code, err in results if code == 2)
+    assert len(error_lines(loser)) == 1 and "is in use by another sac-run (PID" in loser
+    assert [s for s, _ in ckpt.list_checkpoints(run_dir / "checkpoints")] == [500, 1000, 1500, 2000]
+    assert (run_dir / "model.pt").exists() and (run_dir / ".hydra" / "config.yaml").exists()
+
+
 def test_resume_of_a_named_run_logs_into_that_runs_train_log(tmp_path):
     original = tmp_path / "original"
     assert sac_run(original, ["debug=default", "env=Pendulum"]).wait(timeout=300) == 0
