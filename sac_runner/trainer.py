@@ -153,6 +153,9 @@ class Trainer:
             return None
         found = load_checkpoint(source)
         if found is None:
+            if self.cfg.resume is not None:  # asked for by name: starting that run over would drop its metrics
+                raise ConfigError(f"resume={self.cfg.resume!r}: no valid checkpoint in {source} (damaged ones "
+                                  f"were moved to {source / ckpt.DAMAGED_DIR})")
             return None
         path, state = found
         check_compatible(path, state, self.config, self.cfg.total_steps)

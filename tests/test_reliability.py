@@ -14,6 +14,7 @@ import pytest
 
 from sac_runner import checkpoint as ckpt
 from sac_runner import rundir
+from sac_runner.config import ConfigError
 from sac_runner.trainer import NonFiniteError, Trainer
 from conftest import SAC_RUN, make_cfg
 from test_resume import cheetah, same_weights, sac_run, wait_for
@@ -159,6 +160,22 @@ def test_damaged_checkpoints_are_moved_aside_and_not_counted_toward_keep(cfg_fac
     assert [s for s, _ in ckpt.list_checkpoints(directory)] == [600]  # the valid ones rotate as usual
     assert sorted(p.name for p in (directory / "damaged").iterdir()) == ["step_000000400.json", "step_000000400.pt"]
     assert "moved to" in caplog.text
+
+
+def test_when_every_checkpoint_is_damaged_a_rerun_starts_over_and_a_named_resume_is_refused(
+        cfg_factory, tmp_path, caplog):
+    caplog.set_level("INFO")
+    Trainer(cfg_factory(*cheetah(total=200, every=200))).train()
+    run_dir = tmp_path / "run"
+    only = run_dir / "checkpoints" / "step_000000200.pt"
+    only.write_bytes(only.read_bytes()[:-100])
+    rows_before = rows(run_dir)
+    with pytest.raises(ConfigError, match=r"resume=.*: no valid checkpoint in .*damaged ones were moved to"):
+        Trainer(cfg_factory(*cheetah(total=200, every=200), f"resume={run_dir}", run_dir=tmp_path / "elsewhere"))
+    assert (run_dir / "checkpoints" / "damaged" / "step_000000200.pt").exists()
+    assert rows(run_dir) == rows_before  # nothing dropped for a refused resume
+    trainer = Trainer(cfg_factory(*cheetah(total=200, every=200)))  # the same command again: a fresh start
+    assert trainer.step == 0 and rows(run_dir) == [] and "starts over" in caplog.text
 
 
 class WriterThatFills:
