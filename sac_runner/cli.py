@@ -126,7 +126,8 @@ def _guarded_run_job(real_run_job):
 def _close_log_files(run_dir: Path) -> None:
     root = logging.getLogger()
     for handler in list(root.handlers):
-        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == Path(run_dir).absolute():
+        in_run_dir = os.path.dirname(getattr(handler, "baseFilename", "")) == os.path.abspath(run_dir)
+        if isinstance(handler, logging.FileHandler) and in_run_dir:
             root.removeHandler(handler)
             handler.close()
 

@@ -254,7 +254,8 @@ def test_the_lock_names_its_holder_and_is_freed_when_the_holder_is_killed(tmp_pa
     """)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(rundir.RunDirBusy, match=rf"run dir {tmp_path} is in use by another sac-run \(PID {holder.pid}\)"):
+        busy = rf"run dir {tmp_path} is in use by another sac-run \(PID {holder.pid}\)"
+        with pytest.raises(rundir.RunDirBusy, match=busy):
             rundir.RunDirLock.acquire(tmp_path)
     finally:
         holder.kill()
@@ -360,7 +361,8 @@ BAD_INPUTS = {
                           "broken.yaml, line 4, column 1 is not valid YAML"),
     "negative seed": (["seed=-1"], "seed=-1 is not allowed: expected an integer in [0, 4294967295]"),
     "huge seed": (["seed=99999999999999999999"], "seed=99999999999999999999 is not allowed"),
-    "missing env package": (["env.id=BipedalWalker-v3"], "env.id='BipedalWalker-v3' needs packages that are not installed: Box2D"),
+    "missing env package": (["env.id=BipedalWalker-v3"],
+                            "env.id='BipedalWalker-v3' needs packages that are not installed: Box2D"),
     "networks too large": (["network.hidden_sizes=[1000000,1000000]"],
                            "network.hidden_sizes=[1000000, 1000000] needs"),
     "infinite lr": (["hyperparameters.lr=inf"], "hyperparameters.lr=inf is not allowed: expected a finite number"),
