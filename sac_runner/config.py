@@ -53,90 +53,95 @@ class EnvBudgets:
 
 @dataclass
 class EnvConfig:
+    """conf/env/generic.yaml holds the values; each preset extends it."""
     id: str = MISSING
-    total_steps: int = 1_000_000
-    learning_starts: int = 10_000
-    eval_every: int = 5_000
+    total_steps: int = MISSING
+    learning_starts: int = MISSING
+    eval_every: int = MISSING
     # Overrides the env's registered time limit (episodes are truncated, never terminated, there).
-    max_episode_steps: Optional[int] = None
+    max_episode_steps: Optional[int] = MISSING
     # Keyword arguments for gym.make (training and evaluation); eval_kwargs override some for evaluation only.
     kwargs: Dict[str, Any] = field(default_factory=dict)
     eval_kwargs: Dict[str, Any] = field(default_factory=dict)
     # module:Class registered under `id` for the run (an env not registered with Gymnasium).
-    entry_point: Optional[str] = None
+    entry_point: Optional[str] = MISSING
     # Each action is applied this many env steps (DMC convention); step counts and budgets are env steps.
-    action_repeat: int = 1
+    action_repeat: int = MISSING
     # Running mean/variance normalization of observations (statistics from training, frozen in evaluation).
-    normalize_obs: bool = False
+    normalize_obs: bool = MISSING
     # Rewards are multiplied by this before they enter the replay buffer (logged returns stay unscaled).
-    reward_scale: float = 1.0
+    reward_scale: float = MISSING
     # Budgets by env id: used while `id` is one of these, else the generic ones (conf/env/generic.yaml).
     presets: Dict[str, EnvBudgets] = field(default_factory=dict)
 
 
 @dataclass
 class NetworkConfig:
-    hidden_sizes: List[int] = field(default_factory=lambda: [256, 256])
-    activation: str = "relu"
-    log_std_min: float = -20.0
-    log_std_max: float = 2.0
-    layer_norm: bool = False
+    """conf/network/mlp.yaml holds the values."""
+    hidden_sizes: List[int] = MISSING
+    activation: str = MISSING  # activations.py: relu | tanh | elu | gelu | silu
+    log_std_min: float = MISSING  # the policy's log standard deviation is clamped to [min, max]
+    log_std_max: float = MISSING
+    layer_norm: bool = MISSING  # LayerNorm before each hidden activation (autograd update path)
 
 
 @dataclass
 class HyperparametersConfig:
-    optimizer: str = "adam"
-    lr: float = 3e-4
-    gamma: float = 0.99
-    buffer_size: int = 1_000_000
-    batch_size: int = 256
-    tau: float = 0.005
-    target_update_interval: int = 1
-    gradient_steps: int = 1
+    """conf/hyperparameters/paper.yaml holds the values (the paper's Table 1)."""
+    optimizer: str = MISSING
+    lr: float = MISSING
+    gamma: float = MISSING
+    buffer_size: int = MISSING
+    batch_size: int = MISSING
+    tau: float = MISSING  # Polyak coefficient of the target networks
+    target_update_interval: int = MISSING  # gradient steps per target update
+    gradient_steps: int = MISSING  # gradient steps per env-step iteration
 
 
 @dataclass
 class LoggerConfig:
-    backend: str = "wandb"
-    project: str = "sac-runner"
-    entity: Optional[str] = None
-    group: Optional[str] = None
-    name: Optional[str] = None
-    tags: List[str] = field(default_factory=list)
-    job_type: str = "train"
-    mode: Optional[str] = None
-    video: bool = False
-    video_every: int = 5
-    video_size: int = 128
-    log_checkpoints: bool = False
+    """conf/logger/wandb.yaml holds the values (none.yaml extends it)."""
+    backend: str = MISSING  # wandb | none
+    project: str = MISSING
+    entity: Optional[str] = MISSING
+    group: Optional[str] = MISSING  # null: derived from the experiment (experiment.py)
+    name: Optional[str] = MISSING
+    tags: List[str] = MISSING
+    job_type: str = MISSING
+    mode: Optional[str] = MISSING  # null (online with credentials, else offline) | online | offline | disabled
+    video: bool = MISSING
+    video_every: int = MISSING
+    video_size: int = MISSING
+    log_checkpoints: bool = MISSING
 
 
 @dataclass
 class Config:
+    """Types and meanings; conf/config.yaml and the group YAMLs hold the values."""
     algorithm: Any = MISSING  # typed by the option's own schema (ALGORITHM_SCHEMAS)
     env: EnvConfig = MISSING
     network: NetworkConfig = MISSING
     hyperparameters: HyperparametersConfig = MISSING
     logger: LoggerConfig = MISSING
-    seed: int = 0
+    seed: int = MISSING
     total_steps: int = MISSING
     learning_starts: int = MISSING
     eval_every: int = MISSING
-    eval_episodes: int = 10
-    device: str = "auto"
-    threads: int = 0
-    precision: str = "fp32"
-    compile: Optional[bool] = None  # null: on with precision=bf16, off with fp32
-    update: str = "auto"  # auto | autograd | fast
-    num_envs: int = 1
-    checkpoint_every: int = 50_000
-    keep_checkpoints: int = 3
-    resume: Optional[str] = None
+    eval_episodes: int = MISSING
+    device: str = MISSING
+    threads: int = MISSING
+    precision: str = MISSING
+    compile: Optional[bool] = MISSING  # null: on with precision=bf16, off with fp32
+    update: str = MISSING  # auto | autograd | fast
+    num_envs: int = MISSING
+    checkpoint_every: int = MISSING
+    keep_checkpoints: int = MISSING
+    resume: Optional[str] = MISSING
     # A trained run dir or model file whose networks (and alpha) a new run starts from (fine-tuning).
-    init_from: Optional[str] = None
-    init_reset_alpha: bool = False  # with init_from: alpha starts from algorithm.alpha, not the trained run's
-    progress: bool = True
-    log_every: int = 1000
+    init_from: Optional[str] = MISSING
+    init_reset_alpha: bool = MISSING  # with init_from: alpha starts from algorithm.alpha, not the trained run's
+    progress: bool = MISSING
+    log_every: int = MISSING
     # Set by the CLI to Hydra's output dir; tests set it directly.
     run_dir: Optional[str] = None
 

@@ -114,7 +114,7 @@ def test_cli_help_lists_groups_and_options(tmp_path):
     result = run_cli("--help", cwd=tmp_path)
     assert result.returncode == 0
     assert "env: Ant, HalfCheetah, Hopper, Humanoid, InvertedPendulum, Pendulum, Walker2d" in result.stdout
-    assert "algorithm: sac, sac_fixed_alpha" in result.stdout
+    assert "algorithm: ddpg, sac, sac_fixed_alpha, td3" in result.stdout
     assert "sac-run env=HalfCheetah" in result.stdout
 
 
