@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
@@ -205,16 +206,16 @@ def plot(groups: list[dict], swept: str, out: Path) -> Path:
             x = [r["level"] for r in g["levels"]]
             y = [r["mean"] for r in g["levels"]]
             n = max(r["n_runs"] for r in g["levels"])
-            ax.plot(x, y, marker="o", label=f"{g['label']} (n={n})")
+            ax.plot(x, y, marker="o", label=textwrap.fill(f"{g['label']} (n={n})", 70))
             ax.fill_between(x, [r["ci_low"] for r in g["levels"]], [r["ci_high"] for r in g["levels"]], alpha=0.2)
+            ax.set_xticks(x)
         ax.set_title(env_id)
         ax.set_xlabel(FLAGS[swept].lstrip("-"))
-        ax.set_ylabel("eval return")
+        ax.set_ylabel("eval return (mean over runs, 95% bootstrap CI)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15))  # below: labels can be long
     path = out / "robustness.png"
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
 
