@@ -107,7 +107,7 @@ class LoggerConfig:
     group: Optional[str] = MISSING  # null: derived from the experiment (experiment.py)
     name: Optional[str] = MISSING
     tags: List[str] = MISSING
-    job_type: str = MISSING
+    job_type: Optional[str] = MISSING  # null: train for a single run, the sweep id in a multirun
     mode: Optional[str] = MISSING  # null (online with credentials, else offline) | online | offline | disabled
     video: bool = MISSING
     video_every: int = MISSING

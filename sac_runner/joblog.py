@@ -32,12 +32,10 @@ def job_name(swept: Iterable[str], num: int) -> str:
 def join_sweep(cfg: Any, hydra_cfg: Any) -> str:
     """A multirun job: the sweep id and each swept key=value become W&B tags, the sweep id the job_type (unless
     set), and every console line carries the job's name (returned)."""
-    from .config import LoggerConfig
-
     sweep = sweep_id(hydra_cfg.sweep.dir)
     swept = experiment.swept_overrides(hydra_cfg.sweep.dir, list(hydra_cfg.overrides.task))
     cfg.logger.tags = list(dict.fromkeys([*cfg.logger.tags, sweep, *swept]))
-    if cfg.logger.job_type == LoggerConfig.job_type:
+    if cfg.logger.job_type is None:
         cfg.logger.job_type = experiment.shorten(sweep, experiment.TAG_LIMIT)
     name = job_name(swept, hydra_cfg.job.num)
     label_console(name)
