@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video", action="store_true", help="write the first episode of each level as MP4")
     p.add_argument("--out", type=Path, help="output dir")
     p.add_argument("--device", default="cpu", help="torch device for the policy (default cpu)")
+    p.add_argument("--threads", type=int, help="torch threads (default: the run's `threads` when set); the count "
+                   "changes float rounding, so an exact reproduction needs the run's")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the CIs across seeds")
     g = p.add_argument_group("perturbations (one value, or several separated by commas to sweep one of them)")
     g.add_argument("--action-noise", default="0", metavar="STD", help="Gaussian noise on actions, action units")
@@ -100,7 +102,21 @@ def sweep(args) -> tuple[str | None, list]:
 
 
 def evaluate_run(policy, perturbations, episodes: int | None, seed: int | None, stochastic: bool,
-                 video_dir: Path | None, name: str) -> RunResult:
+                 video_dir: Path | None, name: str, threads: int | None = None) -> RunResult:
+    import torch
+
+    threads = threads or int(policy.config.get("threads") or 0)
+    previous = torch.get_num_threads()
+    if threads > 0:
+        torch.set_num_threads(threads)
+    try:
+        return _evaluate_run(policy, perturbations, episodes, seed, stochastic, video_dir, name)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _evaluate_run(policy, perturbations, episodes: int | None, seed: int | None, stochastic: bool,
+                  video_dir: Path | None, name: str) -> RunResult:
     from .evaluation import eval_seeds, run_episodes
     from .perturb import PerturbedEnv
 
@@ -230,23 +246,26 @@ def default_out(paths: Sequence[str]) -> Path:
 
 
 def run(argv: Sequence[str] | None = None) -> int:
+    from . import joblog
     from .policy import load_policy
     from .update_path import resolve_device
 
     args = build_parser().parse_args(argv)
-    if args.episodes is not None and args.episodes < 1:
-        raise UsageError(f"--episodes={args.episodes} is not allowed: expected an integer >= 1")
+    for flag, value in (("--episodes", args.episodes), ("--threads", args.threads)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag}={value} is not allowed: expected an integer >= 1")
     swept, perturbations = sweep(args)
     paths = list(dict.fromkeys(str(Path(p)) for p in args.paths))  # each run once
     out = args.out or default_out(paths)
     resolve_device(args.device)
+    joblog.route_mujoco_messages(out)  # MuJoCo's warnings to <out>/MUJOCO_LOG.TXT, not the terminal
     policies = []
     for path in paths:
         policies.append((path, load_policy(path, best=args.best, device=args.device)))  # all checked first
     results, configs = [], []
     for path, policy in policies:
         result = evaluate_run(policy, perturbations, args.episodes, args.seed, args.stochastic,
-                              out / "videos" if args.video else None, path)
+                              out / "videos" if args.video else None, path, args.threads)
         results.append(result)
         configs.append(policy.config)
         for lv in result.levels:

@@ -105,6 +105,25 @@ def test_sac_eval_and_init_from_apply_the_runs_observation_normalizer(tmp_path, 
         Trainer(make_cfg(tmp_path / "raw", ["debug=default", "env=InvertedPendulum", f"init_from={run_dir}"]))
 
 
+def test_sac_eval_acts_with_the_runs_thread_count(ip_run, tmp_path, monkeypatch):
+    import sac_runner.evaluation as evaluation
+
+    run_dir, trainer = ip_run
+    assert trainer.cfg.threads == 1  # the debug preset's; thread counts change float rounding
+    seen, run_episodes = [], evaluation.run_episodes
+    monkeypatch.setattr(evaluation, "run_episodes", lambda *a, **k: seen.append(torch.get_num_threads())
+                        or run_episodes(*a, **k))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert sac_eval([str(run_dir), "--out", str(tmp_path / "a")]) == 0
+        assert torch.get_num_threads() == 2  # restored
+        assert sac_eval([str(run_dir), "--threads", "2", "--out", str(tmp_path / "b")]) == 0
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1, 2]
+
+
 def test_sac_eval_of_best_model_reproduces_the_best_evaluation_after_learning_starts(ip_run, tmp_path):
     run_dir, trainer = ip_run
     learning_starts = trainer.cfg.learning_starts
