@@ -24,8 +24,11 @@ def init_from(agent, cfg: DictConfig, obs_dim: int, act_dim: int, obs_normalizer
     """Load the actor, critics, target critics and (unless `init_reset_alpha`, or with a fixed α) log α of
     `cfg.init_from` into `agent`, and its observation statistics into `obs_normalizer` (the run's, or None when
     it does not normalize). The replay buffer and optimizers start fresh. Returns the file used."""
-    saved = load_saved(source_file(cfg.init_from))
     what = f"init_from={cfg.init_from}"
+    try:
+        saved = load_saved(source_file(cfg.init_from))
+    except PolicyError as e:
+        raise PolicyError(f"{what}: {e}") from None
     if (saved.obs_normalizer is None) != (obs_normalizer is None):
         was = "normalized" if saved.obs_normalizer is not None else "raw"
         raise PolicyError(f"{what}: that policy was trained on {was} observations; set "

@@ -352,6 +352,14 @@ def test_init_from_with_other_shapes_is_one_line(pendulum_tiny, tmp_path):
     assert "\n" not in message and "size 3" in message and "has 4" in message
 
 
+def test_init_from_a_missing_or_damaged_source_is_one_line(tmp_path):
+    (tmp_path / "model.pt").write_bytes(b"not a model")
+    for source in (tmp_path / "missing", tmp_path / "model.pt"):
+        with pytest.raises(ConfigError) as info:
+            Trainer(make_cfg(tmp_path / "r", ["debug=default", "env=Pendulum", f"init_from={source}"]))
+        assert str(info.value).startswith(f"init_from={source}: ") and "\n" not in str(info.value)
+
+
 def test_init_from_with_other_network_sizes_is_one_line(ip_run, tmp_path):
     run_dir, _ = ip_run
     with pytest.raises(ConfigError) as info:
