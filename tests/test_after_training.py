@@ -1,6 +1,7 @@
 """After training: sac-eval, load_policy, best_model.pt, perturbed evaluation, fine-tuning, the video check."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from sac_runner.eval_cli import main as sac_eval
 from sac_runner.trainer import Trainer
 
 SAC_EVAL = str(Path(sys.executable).with_name("sac-eval"))
+# Pendulum renders through pygame: without it, it is the env that cannot render
+without_pygame = pytest.mark.skipif(importlib.util.find_spec("pygame") is not None, reason="pygame renders Pendulum")
 
 
 def train(run_dir: Path, *overrides: str) -> Trainer:
@@ -285,6 +288,13 @@ def test_model_change_on_a_non_mujoco_env_is_one_line(pendulum_tiny, capsys):
     assert "not a MuJoCo env" in one_error_line(capsys.readouterr().err)
 
 
+@without_pygame
+def test_sac_eval_video_of_an_env_that_cannot_render_is_one_line(pendulum_tiny, tmp_path, capsys):
+    assert sac_eval([str(pendulum_tiny), "--video", "--out", str(tmp_path / "out")]) == 2
+    assert "pygame" in one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "out" / "eval.json").exists()
+
+
 def test_several_runs_are_grouped_by_config_with_a_ci_across_seeds(hopper_runs, tmp_path, capsys):
     from sac_runner.report import bootstrap_ci
 
@@ -391,13 +401,8 @@ def test_fine_tuning_starts_from_the_trained_policy(pendulum_trained, tmp_path):
 
 # ---- video for every env ----
 
+@without_pygame
 def test_video_on_an_env_that_cannot_render_is_one_line_before_training(tmp_path):
-    try:
-        import pygame  # noqa: F401
-
-        pytest.skip("pygame is installed: Pendulum renders")
-    except ImportError:
-        pass
     run_dir = tmp_path / "run"
     done = subprocess.run([SAC_RUN, "env=Pendulum", "debug=default", "logger.video=true", f"hydra.run.dir={run_dir}"],
                           capture_output=True, text=True, timeout=120)
