@@ -122,10 +122,10 @@ def _rate_from_metrics(path: Path, from_step: int) -> float | None:
     return steps / seconds if seconds else None
 
 
-def child_sb3(spec: dict) -> dict:
+def child_sb3(spec: dict, library: str = "sb3") -> dict:
+    """Stable-Baselines3's SAC, or SBX's (SB3's API and loop with a jitted JAX update) with library="sbx"."""
     import stable_baselines3
     import torch
-    from stable_baselines3 import SAC
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
 
@@ -153,11 +153,22 @@ def child_sb3(spec: dict) -> dict:
         def _on_training_end(self) -> None:
             self.marks["end"] = (time.perf_counter(), self.num_timesteps)
 
+    if library == "sbx":
+        import jax
+        import sbx
+        from sbx import SAC
+
+        version = f"sbx {sbx.__version__}, jax {jax.__version__}"
+    else:
+        from stable_baselines3 import SAC
+
+        version = f"sb3 {stable_baselines3.__version__}"
     model = SAC(
         "MlpPolicy", env, learning_rate=h.lr, buffer_size=h.buffer_size, learning_starts=cfg.learning_starts,
         batch_size=h.batch_size, tau=h.tau, gamma=h.gamma, train_freq=1, gradient_steps=h.gradient_steps,
         ent_coef="auto", target_update_interval=h.target_update_interval, target_entropy="auto",
-        policy_kwargs={"net_arch": list(cfg.network.hidden_sizes)}, device="cpu", seed=0, verbose=0,
+        policy_kwargs={"net_arch": list(cfg.network.hidden_sizes)}, seed=0, verbose=0,
+        **({} if library == "sbx" else {"device": "cpu"}),
     )
     torch.set_num_threads(spec["threads"])
     clock = Clock()
@@ -166,10 +177,15 @@ def child_sb3(spec: dict) -> dict:
     env.close()
     return {"steps": s1 - s0, "seconds": t1 - t0, "steps_per_second": (s1 - s0) / (t1 - t0),
             "updates": int(model._n_updates), "threads": torch.get_num_threads(),
-            "peak_rss_mib": peak_rss_mib(), "sb3_version": stable_baselines3.__version__}
+            "peak_rss_mib": peak_rss_mib(), "version": version}
 
 
-CHILDREN = {"ours": child_ours, "sb3": child_sb3}
+def child_sbx(spec: dict) -> dict:
+    return child_sb3(spec, library="sbx")
+
+
+CHILDREN = {"ours": child_ours, "sb3": child_sb3, "sbx": child_sbx}
+PEERS = ("sb3", "sbx")
 
 
 def run_child(contender: str, spec: dict, timeout: float, omp_wait_policy: str | None = None) -> dict:
@@ -208,7 +224,10 @@ def machine_info(threads: int) -> dict:
     except AttributeError:
         usable = os.cpu_count()
     info = {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": usable, "torch": torch.__version__,
-            "python": platform.python_version(), "threads": threads}
+            "python": platform.python_version(), "threads": threads,
+            # where bf16 matmuls pay: AMX tiles (Intel Sapphire Rapids and later), or AVX-512 BF16 only
+            "amx": bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()),
+            "avx512_bf16": bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())}
     try:
         import stable_baselines3
 
@@ -241,10 +260,11 @@ def warn_if_busy(usable_cores: int, threads: int) -> None:
 # ---------------------------------------------------------------- the comparison
 
 def compare(args) -> dict:
-    contenders = [*args.ours, "sb3"]
+    contenders = [*args.ours, *args.peers]
     settings = [(n, g) for n in args.num_envs for g in args.gradient_steps]
     info = machine_info(args.threads)
-    print(f"machine: {info['cpu']}; {info['cores']} cores ({info['usable_cores']} usable); "
+    print(f"machine: {info['cpu']}; AMX {'yes' if info['amx'] else 'no'}; AVX-512 BF16 "
+          f"{'yes' if info['avx512_bf16'] else 'no'}; {info['cores']} cores ({info['usable_cores']} usable); "
           f"torch {info['torch']}; SB3 {info['stable_baselines3']}; python {info['python']}")
     print(f"threads per run: {args.threads}; env: {args.env}; warm-up {args.learning_starts} random steps, "
           f"burn-in {args.burn_in}, timed {args.steps} learning steps; {args.repeats} repeat(s); "
@@ -262,12 +282,13 @@ def compare(args) -> dict:
                         "update": "autograd" if "autograd" in contender else "auto",
                         "total_steps": args.learning_starts + args.burn_in + args.steps}
                 load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-                result = run_child("sb3" if contender == "sb3" else "ours", spec, args.timeout, args.omp_wait_policy)
+                child = contender if contender in PEERS else "ours"
+                result = run_child(child, spec, args.timeout, args.omp_wait_policy)
                 runs.append({"contender": contender, "num_envs": n, "gradient_steps": g, "repeat": r,
                              "load_at_start": load, **result})
                 shown = (f"{result['steps_per_second']:7.1f} steps/s, peak RSS {result['peak_rss_mib']:6.0f} MiB"
                          if "error" not in result else f"FAILED: {result['error']}")
-                print(f"  [num_envs={n} gradient_steps={g} repeat {r + 1}/{args.repeats}] {contender:9s} {shown}",
+                print(f"  [num_envs={n} gradient_steps={g} repeat {r + 1}/{args.repeats}] {contender:21s} {shown}",
                       flush=True)
 
     summary = []
@@ -282,20 +303,23 @@ def compare(args) -> dict:
                     "peak_rss_mib": statistics.median(x["peak_rss_mib"] for x in ok),
                     "runs": [round(x["steps_per_second"], 1) for x in ok],
                 }
-        base = medians.get("sb3", {}).get("steps_per_second")
         for contender, m in medians.items():
-            m["ratio_vs_sb3"] = m["steps_per_second"] / base if base else None
+            for peer in args.peers:
+                base = medians.get(peer, {}).get("steps_per_second")
+                m[f"ratio_vs_{peer}"] = m["steps_per_second"] / base if base else None
             summary.append({"contender": contender, "num_envs": n, "gradient_steps": g, **m})
 
     print(f"\nload average at end: {load_average()}")
-    header = f"{'num_envs':>8} {'grad_steps':>10}  {'contender':9s} {'median steps/s':>14} {'vs SB3':>7} " \
+    vs = "".join(f" {'vs ' + peer.upper():>7}" for peer in args.peers)
+    header = f"{'num_envs':>8} {'grad_steps':>10}  {'contender':21s} {'median steps/s':>14}{vs} " \
              f"{'peak RSS MiB':>12}  runs (steps/s)"
     print(header)
     print("-" * len(header))
     for s in summary:
-        ratio = f"{s['ratio_vs_sb3']:.2f}x" if s["ratio_vs_sb3"] else "n/a"
-        print(f"{s['num_envs']:>8} {s['gradient_steps']:>10}  {s['contender']:9s} {s['steps_per_second']:14.1f} "
-              f"{ratio:>7} {s['peak_rss_mib']:12.0f}  {s['runs']}")
+        ratios = "".join(f" {s[f'ratio_vs_{peer}']:6.2f}x" if s[f"ratio_vs_{peer}"] else f" {'n/a':>7}"
+                         for peer in args.peers)
+        print(f"{s['num_envs']:>8} {s['gradient_steps']:>10}  {s['contender']:21s} {s['steps_per_second']:14.1f}"
+              f"{ratios} {s['peak_rss_mib']:12.0f}  {s['runs']}")
     return {"machine": info, "args": vars(args), "runs": runs, "summary": summary}
 
 
@@ -409,6 +433,13 @@ def variant_list(text: str) -> list[str]:
     return items
 
 
+def peer_list(text: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items or any(t not in PEERS for t in items):
+        raise argparse.ArgumentTypeError(f"unknown peer in {text!r}; allowed: {', '.join(PEERS)}")
+    return items
+
+
 def int_list(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
@@ -426,6 +457,8 @@ def parse_args(argv=None):
     p.add_argument("--ours", type=variant_list, default=["ours"],
                    help="our configurations, comma list of ours | ours+compile | ours-bf16 | ours-bf16+compile | "
                         "ours-autograd | ours-autograd+compile (update=autograd)")
+    p.add_argument("--peers", type=peer_list, default=["sb3"],
+                   help="comma list of sb3 | sbx (SB3's API on JAX: pip install -e '.[bench]')")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="bf16: shorthand for --ours ours,ours-bf16+compile (the reduced-precision mode as advised)")
     p.add_argument("--num-envs", type=int_list, default=[1], help="comma list, e.g. 1,4")

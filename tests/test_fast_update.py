@@ -2,6 +2,8 @@
 which differentiates the equations of losses.py directly. Same losses, gradients and parameters, for every
 activation; the bf16 mode against float32; the compiled updates against eager; the flat-buffer Adam against
 torch's."""
+import contextlib
+
 import pytest
 import torch
 
@@ -207,3 +209,37 @@ def test_failed_compile_warns_and_runs_the_same_update_eagerly(monkeypatch, capl
     same_updates(fallback, eager, updates=2, seed=4)
     assert not fallback.compiled
     assert "torch.compile failed (RuntimeError: InductorError: no working C++ compiler)" in caplog.text
+
+
+class ReplayByCalling:
+    """Stands in for CUDA graphs on a CPU: capture keeps the function, a replay calls it again on the same static
+    tensors. What this checks is the wrapper: static inputs, warm-up undone, Polyak outside, logged fallback."""
+
+    def __init__(self, fail: bool = False):
+        self.fail = fail
+        self.side_stream = contextlib.nullcontext
+
+    def capture(self, fn):
+        if self.fail:
+            raise RuntimeError("operation not permitted when stream is capturing")
+        outputs = fn()
+
+        def replay():  # as a graph does: the same output tensors, overwritten
+            for key, value in fn().items():
+                outputs[key].copy_(value)
+
+        return replay, outputs
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_captured_update_replays_the_autograd_update(caplog, fail):
+    from sac_runner.cuda_graph import CapturedUpdate
+
+    eager, captured = paired_agents("update=autograd", "hyperparameters.target_update_interval=2",
+                                    "hyperparameters.tau=0.5", first="seed=0", second="seed=0")
+    captured._graph = CapturedUpdate(captured, ReplayByCalling(fail))
+    same_updates(captured, eager, updates=4, seed=5)
+    if fail:
+        assert "CUDA graph capture of the update failed (RuntimeError: operation not permitted" in caplog.text
+    else:
+        assert captured._graph.replay is not None and not captured._graph.failed
