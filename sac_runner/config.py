@@ -13,7 +13,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from .activations import NAMES as ACTIVATIONS
 from .algorithms import FAMILIES, NAMES
-from .update_path import choose_update_path, resolve_device
+from .update_path import COMPILE_SETTINGS, choose_update_path, resolve_device
 
 
 class ConfigError(ValueError):
@@ -131,7 +131,7 @@ class Config:
     device: str = MISSING
     threads: int = MISSING
     precision: str = MISSING
-    compile: Optional[bool] = MISSING  # null: on with precision=bf16, off with fp32
+    compile: Any = MISSING  # auto | true | false (update_path.should_compile)
     update: str = MISSING  # auto | autograd | fast
     num_envs: int = MISSING
     checkpoint_every: int = MISSING
@@ -354,6 +354,8 @@ def validate(cfg: DictConfig) -> None:
     _require(cfg.keep_checkpoints >= 1, "keep_checkpoints", "an integer >= 1", cfg.keep_checkpoints)
     _require(cfg.log_every >= 1, "log_every", "an integer >= 1", cfg.log_every)
     _require(cfg.precision in PRECISIONS, "precision", " | ".join(PRECISIONS), cfg.precision)
+    _require(cfg.compile in COMPILE_SETTINGS, "compile",
+             "auto (compile long CPU runs, bf16 and GPU runs) | true | false", cfg.compile)
     dev = cfg.device
     _require(
         dev in ("auto", "cpu", "cuda") or dev.startswith("cuda:"),

@@ -31,7 +31,7 @@ from .algorithms import FAMILIES
 from .sac import SAC
 from .td3 import TD3
 from .tracking import STEP_KEY, Tracker
-from .update_path import resolve_device
+from .update_path import resolve_device, should_compile
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +67,19 @@ def make_agent(cfg: DictConfig, obs_dim: int, act_dim: int, device: torch.device
                compile: bool | None = None) -> Agent:
     """The agent a run's config describes (the trainer's, and load_policy's for a saved run)."""
     if compile is None:
-        compile = cfg.compile if cfg.compile is not None else cfg.precision == "bf16"
+        compile, why = should_compile(cfg.compile, cfg.precision, device, planned_updates(cfg))
+        log.info("%s", why)
     agent_class = {"sac": SAC, "td3": TD3}[FAMILIES[cfg.algorithm.name]]
     return agent_class(obs_dim, act_dim, _plain(cfg.network), _plain(cfg.hyperparameters), _plain(cfg.algorithm),
                precision=cfg.precision, compile=compile, update=cfg["update"], device=device,
                seed=cfg.seed)
+
+
+def planned_updates(cfg: DictConfig) -> int:
+    """Gradient steps a run takes from learning_starts to total_steps (a resumed run counts them all, so it
+    makes the same compile choice as it did at the start)."""
+    per_iteration = cfg.num_envs * cfg.env.action_repeat
+    return max(cfg.total_steps - cfg.learning_starts, 0) // per_iteration * cfg.hyperparameters.gradient_steps
 
 
 def _plain(node: DictConfig) -> SimpleNamespace:

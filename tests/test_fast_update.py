@@ -243,3 +243,22 @@ def test_captured_update_replays_the_autograd_update(caplog, fail):
         assert "CUDA graph capture of the update failed (RuntimeError: operation not permitted" in caplog.text
     else:
         assert captured._graph.replay is not None and not captured._graph.failed
+
+
+@pytest.mark.parametrize("overrides, compiled", [
+    (("env=HalfCheetah",), True),  # 990k updates: the compile is repaid
+    (("env=Pendulum",), False),  # 14k updates: it is not
+    (("env=HalfCheetah", "compile=false"), False),
+    (("env=Pendulum", "compile=true"), True),
+    (("env=Pendulum", "precision=bf16"), True),  # bf16 pays only compiled
+])
+def test_compile_auto_compiles_runs_long_enough_to_repay_it(overrides, compiled):
+    agent = make_agent(OBS_DIM, ACT_DIM, *SMALL, *overrides)  # compiling itself waits for the first update
+    assert agent.compiled == compiled
+
+
+def test_compile_accepts_auto_true_false_only(cfg_factory):
+    from sac_runner.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match="compile=None is not allowed: expected auto"):
+        validate(cfg_factory("debug=default", "compile=null"))
