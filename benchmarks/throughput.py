@@ -166,10 +166,13 @@ def child_sb3(spec: dict, library: str = "sb3") -> dict:
     model = SAC(
         "MlpPolicy", env, learning_rate=h.lr, buffer_size=h.buffer_size, learning_starts=cfg.learning_starts,
         batch_size=h.batch_size, tau=h.tau, gamma=h.gamma, train_freq=1, gradient_steps=h.gradient_steps,
-        ent_coef="auto", target_update_interval=h.target_update_interval, target_entropy="auto",
-        policy_kwargs={"net_arch": list(cfg.network.hidden_sizes)}, seed=0, verbose=0,
-        **({} if library == "sbx" else {"device": "cpu"}),
+        ent_coef="auto", target_entropy="auto", policy_kwargs={"net_arch": list(cfg.network.hidden_sizes)}, seed=0,
+        verbose=0, device="cpu",
+        # SBX updates its targets every gradient step (no target_update_interval): the paper's setting
+        **({} if library == "sbx" else {"target_update_interval": h.target_update_interval}),
     )
+    if library == "sbx" and h.target_update_interval != 1:
+        raise ValueError("SBX updates targets every step: compare with hyperparameters.target_update_interval=1")
     torch.set_num_threads(spec["threads"])
     clock = Clock()
     model.learn(total_timesteps=cfg.total_steps, callback=clock, progress_bar=False)
