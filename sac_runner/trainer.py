@@ -133,8 +133,8 @@ class Trainer:
         self.step = 0
         self.episodes = 0
         self.evaluations = 0
+        # (return, step) of the best evaluation after learning_starts: the one best_model.pt holds
         self.best_eval: tuple[float, int] | None = None
-        self.best_model_eval: tuple[float, int] | None = None  # the eval best_model.pt holds
         self.last_eval: tuple[float, float] | None = None
         self._reset_interval_stats()
         self._stop_signal: int | None = None
@@ -182,7 +182,6 @@ class Trainer:
             "trainer": {
                 "step": self.step, "episodes": self.episodes, "evaluations": self.evaluations,
                 "best_eval": list(self.best_eval) if self.best_eval else None,
-                "best_model_eval": list(self.best_model_eval) if self.best_model_eval else None,
                 "last_eval": list(self.last_eval) if self.last_eval else None,
                 "interval": self._interval_state(),
             },
@@ -203,7 +202,6 @@ class Trainer:
         t = state["trainer"]
         self.step, self.episodes, self.evaluations = int(t["step"]), int(t["episodes"]), int(t["evaluations"])
         self.best_eval = tuple(t["best_eval"]) if t["best_eval"] else None
-        self.best_model_eval = tuple(t["best_model_eval"]) if t.get("best_model_eval") else None
         self.last_eval = tuple(t["last_eval"]) if t["last_eval"] else None
         self._load_interval_state(t["interval"])
         self.agent.load_state_dict(state["agent"])
@@ -382,11 +380,11 @@ class Trainer:
         mean, std = float(np.mean(returns)), float(np.std(returns))
         self.last_eval = (mean, std)
         self._last_eval_step = self.step
-        if self.best_eval is None or mean > self.best_eval[0]:
-            self.best_eval = (mean, self.step)
         self._keep_best_model(mean)
-        self.tracker.log({STEP_KEY: self.step, "eval/return_mean": mean, "eval/return_std": std,
-                          "eval/return_best": self.best_eval[0]})
+        row = {STEP_KEY: self.step, "eval/return_mean": mean, "eval/return_std": std}
+        if self.best_eval is not None:
+            row["eval/return_best"] = self.best_eval[0]
+        self.tracker.log(row)
         speed = f", {self._last_sps:.0f} steps/s" if self._last_sps else ""
         log.info("step %d/%d: eval return %.1f ± %.1f over %d episodes%s", self.step, self.cfg.total_steps,
                  mean, std, len(returns), speed)
@@ -428,10 +426,11 @@ class Trainer:
             tmp.unlink(missing_ok=True)
 
     def _keep_best_model(self, mean: float) -> None:
-        """best_model.pt: the policy at the best evaluation after learning_starts."""
-        if self.step < self._learning_starts or (self.best_model_eval is not None and mean <= self.best_model_eval[0]):
+        """best_model.pt: the policy at the best evaluation after learning_starts (an untrained policy's return
+        can be the best there is early on, and means nothing)."""
+        if self.step < self._learning_starts or (self.best_eval is not None and mean <= self.best_eval[0]):
             return
-        self.best_model_eval = (mean, self.step)
+        self.best_eval = (mean, self.step)
         self._save_model(self.run_dir / "best_model.pt")
 
     # ---- the end ----
@@ -440,11 +439,13 @@ class Trainer:
         model_path = self.run_dir / "model.pt"
         self._save_model(model_path)
         mean, std = self.last_eval
+        best, best_step = self.best_eval or (None, None)  # None: no evaluation after learning_starts
         summary = {"global_step": self.step, "eval/final_return": mean, "eval/final_return_std": std,
-                   "eval/best_return": self.best_eval[0], "eval/best_return_step": self.best_eval[1]}
+                   "eval/best_return": best, "eval/best_return_step": best_step}
         self.tracker.summary(summary)
-        log.info("Done: %d steps, %d episodes. Final eval return %.1f ± %.1f; best %.1f at step %d.",
-                 self.step, self.episodes, mean, std, self.best_eval[0], self.best_eval[1])
+        best_text = f"best {best:.1f} at step {best_step}" if best is not None else "no evaluation after learning_starts"
+        log.info("Done: %d steps, %d episodes. Final eval return %.1f ± %.1f; %s.", self.step, self.episodes, mean,
+                 std, best_text)
         log.info("Run dir: %s (metrics.jsonl, model.pt, checkpoints/)", self.run_dir)
         return {**summary, "run_dir": str(self.run_dir), "model": str(model_path), "checkpoint": str(checkpoint_path)}
 
