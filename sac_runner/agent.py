@@ -8,6 +8,7 @@ on a GPU, captured as a CUDA graph (cuda_graph.py). Agents see tensors only: no 
 from __future__ import annotations
 
 import logging
+import types
 from typing import Any, Callable
 
 import torch
@@ -65,7 +66,7 @@ class Agent:
         self._compile_pending = True
         for name, fn in parts.items():
             self._eager[name] = fn
-            setattr(self, name, torch.compile(fn, options=options))
+            setattr(self, name, torch.compile(own_code(fn), options=options))
 
     @property
     def compiled(self) -> bool:
@@ -161,6 +162,16 @@ class Agent:
         restore_generator(self.generator, state["generator"], fallback_seed=int(state["num_updates"]))
         self.num_updates = int(state["num_updates"])
         self._after_load()
+
+
+def own_code(method: Callable) -> Callable:
+    """A bound method whose function has a code object of its own. torch.compile keeps its compiled graphs and
+    their guards on the code object: without this, every agent in a process (a sweep's jobs in one worker)
+    shares one cache, soon hits the recompile limit, and was seen to run an update with another agent's
+    constants after that."""
+    fn = method.__func__
+    copy = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+    return types.MethodType(copy, method.__self__)
 
 
 def flat_with_optimizer(tensors: list[Tensor], lr: float, formula: bool) -> tuple[FlatParameters, FlatAdam]:

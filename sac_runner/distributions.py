@@ -23,7 +23,8 @@ class SquashedSample(NamedTuple):
     log_std_raw: Tensor  # before clamping, for the clamp's gradient mask
 
 
-def squashed_gaussian(head: Tensor, eps: Tensor, log_std_min: float, log_std_max: float) -> SquashedSample:
+def squashed_gaussian(head: Tensor, eps: Tensor, log_std_min: float | Tensor, log_std_max: float | Tensor
+                      ) -> SquashedSample:
     """a = tanh(mean + std * eps) and log pi(a) = sum(log N(u; mean, std) - log(1 - tanh(u)^2))."""
     mean, raw = head.chunk(2, dim=-1)
     log_std = raw.clamp(log_std_min, log_std_max)

@@ -32,6 +32,9 @@ class Actor(nn.Module):
         self.activation_fn = FUNCTIONS[activation]
         self.act_dim = act_dim
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
+        # The bounds as tensors for the update: inductor's graph cache was seen to hand an update compiled with
+        # other float bounds to a new agent, so compiled code takes them as inputs, not constants.
+        self.register_buffer("log_std_bounds", torch.tensor([log_std_min, log_std_max]), persistent=False)
         # The parameter objects stay the same through .to() and loads (only their data changes): listed once,
         # for acting's sake (a module attribute lookup per layer and call is a measurable share of an action).
         self._layers = [(m.weight, m.bias) for m in (*self.hidden, self.head)]
@@ -55,7 +58,8 @@ class Actor(nn.Module):
 
     def sample_with(self, obs: Tensor, eps: Tensor) -> SquashedSample:
         """The reparameterized sample for the given standard-normal noise, and its log-probability."""
-        return squashed_gaussian(self.head_output(obs), eps, self.log_std_min, self.log_std_max)
+        low, high = self.log_std_bounds
+        return squashed_gaussian(self.head_output(obs), eps, low, high)
 
     def sample(self, obs: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         eps = torch.randn(obs.shape[0], self.act_dim, generator=generator, device=obs.device)

@@ -170,7 +170,7 @@ class SAC(Agent):
     def _fast_update(self, b: Batch, eps: Tensor, polyak: bool) -> dict[str, Tensor]:
         """The same update with hand-derived gradients (backprop.py) in place of autograd: each loss from
         losses.py, and its derivative with respect to the networks' outputs from beside it."""
-        n, nw, act = b.obs.shape[0], self.network, self.activation
+        n, act = b.obs.shape[0], self.activation
         actor_layers, critic_layers = self._layers("actor"), self._layers("critic")
         log_alpha = self._log_alpha()
         alpha = log_alpha.exp()
@@ -178,7 +178,8 @@ class SAC(Agent):
         # The policy on next_obs (for the target) and on obs (for the policy loss) in one pass: the actor's
         # parameters do not change in between.
         head, actor_trace = mlp_forward(actor_layers, torch.cat([b.next_obs, b.obs]), act)
-        pi = squashed_gaussian(head, eps, nw.log_std_min, nw.log_std_max)
+        low, high = self.actor.log_std_bounds
+        pi = squashed_gaussian(head, eps, low, high)
 
         # Critic step: J_Q against the soft target.
         next_q = mlp_output(self._layers("target"), torch.cat([b.next_obs, pi.action[:n]], dim=-1), act)
@@ -202,8 +203,7 @@ class SAC(Agent):
         grad_q_pi = torch.zeros_like(q_pi).scatter_(0, argmin.view(1, n, 1), grad_q_min)
         grad_action = mlp_backward(critic_layers, q_trace, grad_q_pi, act, grads=None,
                                    input_cols=slice(self.obs_dim, None)).sum(0, dtype=torch.float32)
-        grad_head = squashed_gaussian_backward(pi_half(pi, n), grad_action, grad_log_prob, nw.log_std_min,
-                                               nw.log_std_max)
+        grad_head = squashed_gaussian_backward(pi_half(pi, n), grad_action, grad_log_prob, low, high)
         mlp_backward(actor_layers, trace_rows(actor_trace, n), grad_head, act, grads=self._layers("actor_grads"))
         if self.algorithm.learn_alpha:
             loss_alpha = alpha_loss(log_alpha, log_prob, self.target_entropy)

@@ -90,7 +90,8 @@ def _wandb_offline(monkeypatch, tmp_path):
 
 
 def make_agent(obs_dim: int, act_dim: int, *overrides: str, device: str = "cpu"):
-    """The agent `sac-run <overrides>` would build for these dimensions (the config's defaults, one source)."""
+    """The agent `sac-run <overrides>` would build for these dimensions (the config's defaults, one source),
+    uncompiled unless the overrides say otherwise (compile=auto would compile for HalfCheetah's 1M steps)."""
     from sac_runner.trainer import make_agent as build
 
-    return build(make_cfg(Path("unused"), list(overrides)), obs_dim, act_dim, device)
+    return build(make_cfg(Path("unused"), ["compile=false", *overrides]), obs_dim, act_dim, device)

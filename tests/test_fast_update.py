@@ -190,11 +190,12 @@ def test_compiled_update_matches_eager(update, target_update_interval):
 @pytest.mark.slow
 def test_compiled_agents_in_one_process_keep_their_own_settings():
     """A process can build several agents (a sweep's jobs in a reused worker): one agent's compiled update must
-    not run with another's constants (discount, entropy target) when their tensors have the same shapes."""
-    for gamma, target_entropy in ((0.99, -3.0), (0.5, 2.0)):
-        eager, compiled = paired_agents("update=fast", f"hyperparameters.gamma={gamma}",
-                                        f"algorithm.target_entropy={target_entropy}", first="compile=false",
-                                        second="compile=true")
+    not run with another's constants (log-std bounds, discount, entropy target) when their tensors have the same
+    shapes. (Inductor's graph cache once handed the second agent the first one's log-std bounds.)"""
+    for settings in (("network.log_std_min=-0.05", "network.log_std_max=0.05"),
+                     ("hyperparameters.gamma=0.99", "algorithm.target_entropy=-3.0"),
+                     ("hyperparameters.gamma=0.5", "algorithm.target_entropy=2.0")):
+        eager, compiled = paired_agents("update=fast", *settings, first="compile=false", second="compile=true")
         same_updates(compiled, eager, updates=2, seed=3)
 
 
@@ -246,11 +247,11 @@ def test_captured_update_replays_the_autograd_update(caplog, fail):
 
 
 @pytest.mark.parametrize("overrides, compiled", [
-    (("env=HalfCheetah",), True),  # 990k updates: the compile is repaid
-    (("env=Pendulum",), False),  # 14k updates: it is not
+    (("env=HalfCheetah", "compile=auto"), True),  # 990k updates: the compile is repaid
+    (("env=Pendulum", "compile=auto"), False),  # 14k updates: it is not
     (("env=HalfCheetah", "compile=false"), False),
     (("env=Pendulum", "compile=true"), True),
-    (("env=Pendulum", "precision=bf16"), True),  # bf16 pays only compiled
+    (("env=Pendulum", "precision=bf16", "compile=auto"), True),  # bf16 pays only compiled
 ])
 def test_compile_auto_compiles_runs_long_enough_to_repay_it(overrides, compiled):
     agent = make_agent(OBS_DIM, ACT_DIM, *SMALL, *overrides)  # compiling itself waits for the first update
