@@ -95,3 +95,19 @@ def make_agent(obs_dim: int, act_dim: int, *overrides: str, device: str = "cpu")
     from sac_runner.trainer import make_agent as build
 
     return build(make_cfg(Path("unused"), ["compile=false", *overrides]), obs_dim, act_dim, device)
+
+
+def poison_critic_from(trainer, step: int) -> None:
+    """From env step `step` on, the trainer's updates run with a NaN critic weight."""
+    import torch
+
+    update = trainer.agent.update
+
+    def poisoned(batch):
+        if trainer.step >= step:
+            with torch.no_grad():
+                trainer.agent.critic.weights[0].fill_(float("nan"))
+        return update(batch)
+
+    trainer.agent.update = poisoned
+

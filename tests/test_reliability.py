@@ -16,7 +16,7 @@ from sac_runner import checkpoint as ckpt
 from sac_runner import rundir
 from sac_runner.config import ConfigError
 from sac_runner.trainer import NonFiniteError, Trainer
-from conftest import SAC_RUN, make_cfg
+from conftest import SAC_RUN, make_cfg, poison_critic_from
 from test_resume import cheetah, same_weights, sac_run, wait_for
 
 # Checkpoints at 200, 400 (and the final one at 600); training-metric rows every 100 steps.
@@ -404,17 +404,7 @@ def test_a_bad_input_ends_in_one_line_and_leaves_nothing_behind(tmp_path, case):
 
 def test_a_non_finite_loss_before_any_checkpoint_does_not_claim_one_was_kept(cfg_factory):
     trainer = Trainer(cfg_factory("debug=default", "env=Pendulum", "log_every=50"))
-    update = trainer.agent.update
-
-    def poisoned(batch):
-        import torch
-
-        if trainer.step >= 120:
-            with torch.no_grad():
-                trainer.agent.critic.weights[0].fill_(float("nan"))
-        return update(batch)
-
-    trainer.agent.update = poisoned
+    poison_critic_from(trainer, 120)
     with pytest.raises(NonFiniteError) as e:
         trainer.train()
     assert "no checkpoint was written" in str(e.value) and "kept" not in str(e.value)

@@ -13,7 +13,7 @@ import torch
 from sac_runner import checkpoint as ckpt
 from sac_runner.config import ConfigError
 from sac_runner.trainer import NonFiniteError, Trainer, TrainingInterrupted
-from conftest import SAC_RUN, episode_rows, eval_rows, same_weights
+from conftest import SAC_RUN, episode_rows, eval_rows, poison_critic_from, same_weights
 
 TINY = ["network.hidden_sizes=[32,32]", "hyperparameters.batch_size=32", "eval_episodes=2", "threads=1"]
 
@@ -160,15 +160,7 @@ def test_resume_from_a_named_run_dir_writes_into_that_run(cfg_factory, tmp_path)
 
 def test_non_finite_values_stop_the_run_and_keep_the_last_good_checkpoint(cfg_factory, tmp_path):
     trainer = Trainer(cfg_factory(*cheetah(total=1000, every=100), "log_every=50"))
-    update = trainer.agent.update
-
-    def poisoned(batch):
-        if trainer.step >= 230:
-            with torch.no_grad():
-                trainer.agent.critic.weights[0].fill_(float("nan"))
-        return update(batch)
-
-    trainer.agent.update = poisoned
+    poison_critic_from(trainer, 230)
     with pytest.raises(NonFiniteError) as e:
         trainer.train()
     assert "loss/critic became nan between steps 200 and 250" in str(e.value)
