@@ -26,7 +26,7 @@ run: setup
 # Two pytest workers: the learning tests run one torch thread each, so two of them fill the two cores.
 TEST_WORKERS ?= 2
 
-## The whole test suite (learning tests included; about 12 minutes on 2 CPU cores).
+## The whole test suite (learning tests included; about 14 minutes on 2 CPU cores).
 test: setup
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(ARGS)
 
