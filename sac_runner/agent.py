@@ -24,8 +24,6 @@ log = logging.getLogger(__name__)
 
 class Agent:
     METRICS: tuple[str, ...] = ()
-    update_path = "autograd"
-    precision = "fp32"
 
     def __init__(self, obs_dim: int, act_dim: int, network: Any, hyperparameters: Any, algorithm: Any, *,
                  precision: str, update: str, device: torch.device | str, seed: int):
@@ -78,6 +76,12 @@ class Agent:
             setattr(self, name, fn)
         for optim in self.optimizers.values():
             optim.run_eagerly()
+
+    def _counted(self, run: Callable[[], dict[str, Tensor]]) -> dict[str, Tensor]:
+        """Run one update (compiling it first when due) and count it."""
+        metrics = self._first_compiled_update(run) if self._compile_pending else run()
+        self.num_updates += 1
+        return metrics
 
     def _first_compiled_update(self, run: Callable[[], dict[str, Tensor]]) -> dict[str, Tensor]:
         """The first call compiles (seconds). Where that fails (no C++ compiler, say), training goes on eagerly

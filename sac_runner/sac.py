@@ -118,14 +118,9 @@ class SAC(Agent):
             self.critic_optim.advance()
             self.actor_optim.advance()
             polyak = (self.num_updates + 1) % self.hp.target_update_interval == 0
-            if self._graph is not None:
-                metrics = self._graph.run(batch, eps, polyak)
-            elif self._compile_pending:
-                metrics = self._first_compiled_update(lambda: self._update_fn(batch, eps, polyak))
-            else:
-                metrics = self._update_fn(batch, eps, polyak)
-            self.num_updates += 1
-        return metrics
+            # the update looked up at the call: a failed compile swaps in the eager one before the retry
+            return self._counted(lambda: (self._update_fn if self._graph is None else self._graph.run)(
+                batch, eps, polyak))
 
     def _autograd_update(self, b: Batch, eps: Tensor, polyak: bool, polyak_inside: bool = True
                          ) -> dict[str, Tensor]:

@@ -78,12 +78,7 @@ class TD3(Agent):
             self.critic_optim.advance()
             if actor_step:
                 self.actor_optim.advance()
-            if self._compile_pending:
-                metrics = self._first_compiled_update(lambda: self._update(batch, noise, actor_step))
-            else:
-                metrics = self._update(batch, noise, actor_step)
-            self.num_updates += 1
-        return metrics
+            return self._counted(lambda: self._update(batch, noise, actor_step))
 
     def _update(self, b: Batch, noise: Tensor, actor_step: bool) -> dict[str, Tensor]:
         with torch.enable_grad():
