@@ -75,8 +75,13 @@ def _per_member(x: Tensor, w: Tensor) -> Tensor:
 
 
 def linear(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """x w + b. A layer with one output per member (the Q-value) is a matrix-vector product, which MKL's
+    batched GEMM runs about 4x slower as [batch, in] x [in, 1] than transposed, [1, in] x [in, batch] (73 vs
+    19 us forward and 80 vs 9 us for the weight gradient; 2 members, batch 256, 256 inputs, AMD EPYC)."""
     if w.dim() == 2:
         return torch.addmm(b, x, w.t())
+    if w.shape[2] == 1:  # one output per member: transposed
+        return torch.baddbmm(b, w.transpose(1, 2), _per_member(x, w).transpose(1, 2)).transpose(1, 2)
     return torch.baddbmm(b, _per_member(x, w), w)
 
 
@@ -137,7 +142,10 @@ def mlp_backward(layers: Sequence[Layer], trace: Trace, grad_out: Tensor, act: A
                 _into(gw, torch.mm, g.t(), x)
                 torch.sum(g, 0, dtype=gb.dtype, out=gb)
             else:
-                _into(gw, torch.bmm, _per_member(x, w).transpose(1, 2), g)
+                if w.shape[2] == 1:  # one output per member: gw^T = g^T x (see linear)
+                    _into(gw.view(gw.shape[0], 1, gw.shape[1]), torch.bmm, g.transpose(1, 2), x)
+                else:
+                    _into(gw, torch.bmm, _per_member(x, w).transpose(1, 2), g)
                 torch.sum(g, 1, keepdim=True, dtype=gb.dtype, out=gb)
         if i == 0:
             if input_cols is None:

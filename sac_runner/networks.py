@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .activations import FUNCTIONS
-from .backprop import ACTIVATIONS, Layer, mlp_output
+from .backprop import ACTIVATIONS, Layer, linear, mlp_output
 from .distributions import SquashedSample, squashed_gaussian
 
 
@@ -131,7 +131,7 @@ class CriticEnsemble(nn.Module):
         for w, b, gain, shift in zip(self.weights, self.biases, self.norm_gains, self.norm_shifts):
             z = torch.baddbmm(b, x, w)
             x = self.activation_fn(torch.addcmul(shift, F.layer_norm(z, z.shape[-1:]), gain))
-        return torch.baddbmm(self.biases[-1], x, self.weights[-1]).squeeze(-1)
+        return linear(x, self.weights[-1], self.biases[-1]).squeeze(-1)
 
     def param_list(self) -> list[Tensor]:
         return list(self.parameters())
