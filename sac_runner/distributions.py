@@ -30,5 +30,16 @@ def squashed_gaussian(head: Tensor, eps: Tensor, log_std_min: float | Tensor, lo
     log_std = raw.clamp(log_std_min, log_std_max)
     std = log_std.exp()
     u = torch.addcmul(mean, std, eps)
-    log_prob = (-0.5 * eps.square() - log_std - LOG_SQRT_2PI - tanh_log_det_jacobian(u)).sum(-1)
+    log_prob = _sum_last(-0.5 * eps.square() - log_std - LOG_SQRT_2PI - tanh_log_det_jacobian(u))
     return SquashedSample(torch.tanh(u), log_prob, std, eps, raw)
+
+
+def _sum_last(t: Tensor) -> Tensor:
+    """t.sum(-1). Compiled, as column adds: inductor runs a reduction over a few action dimensions as one scalar
+    loop, exp and log1p included (84 vs 42 us for 512 rows and 6 actions, AMD EPYC)."""
+    if not torch.compiler.is_compiling():
+        return t.sum(-1)
+    total = t[..., 0]
+    for j in range(1, t.shape[-1]):
+        total = total + t[..., j]
+    return total
