@@ -22,6 +22,9 @@ from .update_path import choose_update_path
 log = logging.getLogger(__name__)
 
 
+COMPILE_ATTEMPTS = 2
+
+
 class Agent:
     METRICS: tuple[str, ...] = ()
 
@@ -84,19 +87,25 @@ class Agent:
         return metrics
 
     def _first_compiled_update(self, run: Callable[[], dict[str, Tensor]]) -> dict[str, Tensor]:
-        """The first call compiles (seconds). Where that fails (no C++ compiler, say), training goes on eagerly
-        from the state before the call (a part compiled after the first optimizer step may be the one failing)."""
+        """The first call compiles (seconds). A failed compile is tried once more (a C++ compile was once seen to
+        fail in one of two processes compiling at the same time, and not again); where it fails again (no C++
+        compiler, say), training goes on eagerly. Each try starts from the state before the call (a part compiled
+        after the first optimizer step may be the one failing)."""
         self._compile_pending = False
         log.info("compiling the update with torch.compile (once, takes a few seconds)")
         saved = self.snapshot()
-        try:
-            return run()
-        except Exception as e:  # inductor raises many types; none of them is the user's mistake
-            log.warning("torch.compile failed (%s: %s); the update runs eagerly", type(e).__name__,
-                        str(e).strip().splitlines()[0] if str(e).strip() else "")
-            self.restore(saved)
-            self._run_eagerly()
-            return run()
+        for attempt in range(COMPILE_ATTEMPTS):
+            try:
+                return run()
+            except Exception as e:  # inductor raises many types; none of them is the user's mistake
+                self.restore(saved)
+                log.debug("torch.compile failed", exc_info=True)  # the full output: sac-run hydra.verbose=sac_runner
+                what = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+                if attempt + 1 < COMPILE_ATTEMPTS:
+                    log.info("torch.compile failed (%s); trying once more", what)
+        log.warning("torch.compile failed (%s); the update runs eagerly", what)
+        self._run_eagerly()
+        return run()
 
     def describe_update(self) -> str:
         """One line for the log: which update path runs, and how."""

@@ -90,7 +90,7 @@ def _commit_manifest(manifest: Path, meta: dict, phase: bool = True) -> None:
     _fsync_dir(manifest.parent)
 
 
-def _io_failure(e: BaseException) -> str | None:
+def io_failure(e: BaseException) -> str | None:
     """Why a write failed when the cause is the disk or the file system (torch's writer raises a RuntimeError
     chained on the OSError); None for anything else."""
     seen = e
@@ -141,7 +141,7 @@ def save(directory: Path, step: int, state: dict, keep: int) -> Path:
             leftover.unlink(missing_ok=True)
         if not path.exists():
             manifest.unlink(missing_ok=True)
-        reason = _io_failure(e)
+        reason = io_failure(e)
         if reason is None:
             raise
         previous = [p for s, p in list_checkpoints(directory) if s != step]

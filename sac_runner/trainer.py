@@ -414,7 +414,8 @@ class Trainer:
                 "obs_normalizer": self.obs_normalizer.state_dict() if self.obs_normalizer is not None else None}
 
     def _save_model(self, path: Path) -> None:
-        """Written to a temporary name and renamed: a reader never sees half a file."""
+        """Written to a temporary name and renamed: a reader never sees half a file, and a failed write (a full
+        disk) leaves the previous file as it was and ends the run in one line."""
         tmp = path.with_name(f".{path.name}.tmp")
         try:
             with open(tmp, "wb") as f:
@@ -422,6 +423,13 @@ class Trainer:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
+        except Exception as e:
+            reason = ckpt.io_failure(e)
+            if reason is None:
+                raise
+            kept = "the previous one is intact" if path.exists() else "no earlier one exists"
+            raise ckpt.CheckpointError(f"could not write {path}: {reason}; {kept}, and "
+                                       f"{self._checkpoint_kept()}") from e
         finally:
             tmp.unlink(missing_ok=True)
 

@@ -65,6 +65,13 @@ def compose_hydra(*overrides: str) -> DictConfig:
         return compose("config", list(overrides), return_hydra_config=True)
 
 
+def pytest_collection_modifyitems(items):
+    """Longest first, so that the pytest-xdist workers finish together: the learning runs (minutes each), then the
+    other slow tests, then the rest (collection order kept within each group)."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("learning") else 1 if item.get_closest_marker("slow")
+               else 2)
+
+
 @pytest.fixture
 def cfg_factory(tmp_path):
     def factory(*overrides: str, run_dir: Path | None = None) -> DictConfig:

@@ -263,3 +263,25 @@ def test_compile_accepts_auto_true_false_only(cfg_factory):
 
     with pytest.raises(ConfigError, match="compile=None is not allowed: expected auto"):
         validate(cfg_factory("debug=default", "compile=null"))
+
+
+def test_a_compile_that_fails_once_is_tried_again(monkeypatch, caplog):
+    """A transient failure (one of two processes compiling at once) costs a retry, not the compiled update."""
+    real_compile, failures = torch.compile, []
+
+    def flaky_compile(fn, **kwargs):
+        compiled = real_compile(fn, **kwargs)
+
+        def first_call_fails(*args, **kw):
+            if not failures:
+                failures.append(1)
+                raise RuntimeError("InductorError: CppCompileError: C++ compile error")
+            return compiled(*args, **kw)
+        return first_call_fails
+
+    monkeypatch.setattr(torch, "compile", flaky_compile)
+    eager, compiled = paired_agents("update=fast", first="compile=false", second="compile=true")
+    with caplog.at_level("INFO", logger="sac_runner"):
+        same_updates(compiled, eager, updates=2, seed=4)
+    assert compiled.compiled, "fell back to eager after one failure"
+    assert "trying once more" in caplog.text and "runs eagerly" not in caplog.text

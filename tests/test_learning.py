@@ -5,7 +5,7 @@ import pytest
 
 from sac_runner.trainer import Trainer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.learning]
 
 
 def eval_returns(run_dir):
@@ -14,15 +14,18 @@ def eval_returns(run_dir):
 
 
 @pytest.mark.parametrize("update", ["fast", "autograd"])
-@pytest.mark.parametrize("env,total_steps,threshold", [
-    ("Pendulum", 15_000, -250.0),
-    ("InvertedPendulum", 20_000, 950.0),
+@pytest.mark.parametrize("env,total_steps,threshold,compile", [
+    ("Pendulum", 10_000, -250.0, "false"),  # crossed by 5k at seed 0
+    # what compile=auto picks for long runs, on a run short enough for a test
+    ("InvertedPendulum", 20_000, 950.0, "true"),
 ])
-def test_sac_reaches_the_return_threshold(cfg_factory, tmp_path, env, total_steps, threshold, update):
+def test_sac_reaches_the_return_threshold(cfg_factory, tmp_path, env, total_steps, threshold, compile, update):
     # Paper defaults; one torch thread keeps the time predictable on a shared machine.
     cfg = cfg_factory(f"env={env}", "logger=none", "seed=0", f"total_steps={total_steps}", "eval_every=2500",
-                      "checkpoint_every=0", "threads=1", f"update={update}")
-    summary = Trainer(cfg).train()
+                      "checkpoint_every=0", "threads=1", f"update={update}", f"compile={compile}")
+    trainer = Trainer(cfg)
+    summary = trainer.train()
+    assert trainer.agent.compiled == (compile == "true"), "the compile setting was not the one run"
     assert_learned(tmp_path / "run", summary, total_steps, threshold)
 
 
@@ -35,11 +38,7 @@ def assert_learned(run_dir, summary: dict, total_steps: int, threshold: float) -
 
 
 def test_sac_with_observation_normalization_reaches_the_same_bar(cfg_factory, tmp_path):
-    """env.normalize_obs=true: Pendulum's bar (≥ −250 within 15k steps) as without normalization."""
-    cfg = cfg_factory("env=Pendulum", "env.normalize_obs=true", "logger=none", "seed=0", "eval_every=2500",
-                      "checkpoint_every=0", "threads=1")
-    summary = Trainer(cfg).train()
-    returns = eval_returns(tmp_path / "run")
-    assert returns[-1][0] == 15_000
-    assert summary["eval/final_return"] >= -250.0, returns
-    assert returns[0][1] < -250.0
+    """env.normalize_obs=true: Pendulum's bar (≥ −250 within 10k steps) as without normalization."""
+    cfg = cfg_factory("env=Pendulum", "env.normalize_obs=true", "logger=none", "seed=0", "total_steps=10000",
+                      "eval_every=2500", "checkpoint_every=0", "threads=1")
+    assert_learned(tmp_path / "run", Trainer(cfg).train(), total_steps=10_000, threshold=-250.0)

@@ -188,6 +188,28 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one(cfg_factory, tmp
     assert ckpt.verify(tmp_path / "run" / "checkpoints" / "step_000000200.pt") is None
 
 
+@pytest.mark.parametrize("name", ["model.pt", "best_model.pt"])
+def test_a_full_disk_writing_a_model_file_is_one_error_that_keeps_the_checkpoint(cfg_factory, tmp_path, monkeypatch,
+                                                                                 name):
+    trainer = Trainer(cfg_factory(*cheetah(total=400, every=200)))
+    real_save = torch.save
+    writing = {}
+
+    def save_model_until_full(obj, f, *args, **kwargs):
+        if "obs_dim" in obj and Path(f.name).name == f".{name}.tmp":  # model files only, not checkpoints
+            f.write(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_model_until_full)
+    with pytest.raises(ckpt.CheckpointError, match=rf"could not write .*{name}: No space left on device; no earlier "
+                                                   r"one exists, and the last good checkpoint is kept: .*step_"):
+        trainer.train()
+    run = tmp_path / "run"
+    assert not (run / name).exists() and not (run / f".{name}.tmp").exists()
+    assert ckpt.verify(ckpt.list_checkpoints(run / "checkpoints")[-1][1]) is None
+
+
 def test_an_unwritable_output_dir_is_a_clear_error(cfg_factory, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")

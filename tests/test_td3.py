@@ -73,6 +73,7 @@ def test_td3_rejects_settings_of_other_algorithms(cfg_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.learning
 @pytest.mark.parametrize("algorithm", ["td3", "ddpg"])
 def test_baseline_reaches_the_pendulum_threshold(cfg_factory, tmp_path, algorithm):
     cfg = cfg_factory("env=Pendulum", f"algorithm={algorithm}", "logger=none", "seed=0", "total_steps=15000",
