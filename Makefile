@@ -23,16 +23,19 @@ $(STAMP): pyproject.toml constraints.txt
 run: setup
 	$(BIN)/sac-run $(ARGS)
 
-# Two pytest workers: the learning tests run one torch thread each, so two of them fill the two cores.
+# Two pytest workers: the learning tests run one torch thread each, so two of them fill the two cores. Tests are
+# handed out one by one (--maxschedchunk 1) in the order conftest.py sets (the minutes-long learning runs first),
+# so that neither worker is left with a queue of them at the end.
 TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxschedchunk 1
 
 ## The whole test suite (learning tests included; about 14 minutes on 2 CPU cores).
 test: setup
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(ARGS)
+	$(PYTEST) $(ARGS)
 
 ## The quick subset (about 3 minutes).
 test-fast: setup
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not slow" $(ARGS)
+	$(PYTEST) -m "not slow" $(ARGS)
 
 ## Throughput against Stable-Baselines3 on the same machine.
 bench: setup

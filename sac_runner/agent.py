@@ -67,7 +67,10 @@ class Agent:
         self._compile_pending = True
         for name, fn in parts.items():
             self._eager[name] = fn
-            setattr(self, name, torch.compile(own_code(fn), options=options))
+            # static shapes: dynamo otherwise compiles a second agent of other sizes in one process with symbolic
+            # sizes (its shape history is kept per source line, not per code object), which the C++ wrapper failed
+            # to compile
+            setattr(self, name, torch.compile(own_code(fn), dynamic=False, options=options))
 
     @property
     def compiled(self) -> bool:

@@ -24,13 +24,14 @@ def assert_close(actual, expected, what):
     torch.testing.assert_close(actual, expected, atol=ATOL, rtol=RTOL, msg=lambda m: f"{what}: {m}")
 
 
-def make_batch(gen: torch.Generator, terminal_fraction: float) -> Batch:
+def make_batch(gen: torch.Generator, terminal_fraction: float, obs_dim: int = OBS_DIM, act_dim: int = ACT_DIM
+               ) -> Batch:
     def randn(*shape):
         return torch.randn(*shape, generator=gen)
 
-    action = torch.rand(BATCH, ACT_DIM, generator=gen) * 2 - 1
+    action = torch.rand(BATCH, act_dim, generator=gen) * 2 - 1
     terminated = (torch.rand(BATCH, generator=gen) < terminal_fraction).float()
-    return Batch(randn(BATCH, OBS_DIM), action, randn(BATCH), randn(BATCH, OBS_DIM), terminated)
+    return Batch(randn(BATCH, obs_dim), action, randn(BATCH), randn(BATCH, obs_dim), terminated)
 
 
 def paired_agents(*overrides: str, first: str = "update=autograd", second: str = "update=fast"):
@@ -285,3 +286,16 @@ def test_a_compile_that_fails_once_is_tried_again(monkeypatch, caplog):
         same_updates(compiled, eager, updates=2, seed=4)
     assert compiled.compiled, "fell back to eager after one failure"
     assert "trying once more" in caplog.text and "runs eagerly" not in caplog.text
+
+
+@pytest.mark.slow
+def test_compiled_agents_of_different_sizes_in_one_process_each_compile():
+    """A process that compiled one agent's update compiles the next one's, of other sizes, too (dynamo once
+    carried the first one's shapes over and compiled the second with symbolic sizes, which failed to build)."""
+    gen = torch.Generator().manual_seed(5)
+    sizes = ((4, 1, "[64,64]"), (OBS_DIM, ACT_DIM, "[32,32]"), (OBS_DIM + 2, ACT_DIM, "[32,32]"))
+    for obs_dim, act_dim, hidden in sizes:
+        agent = make_agent(obs_dim, act_dim, f"network.hidden_sizes={hidden}", "update=fast", "compile=true")
+        for _ in range(2):
+            agent.update(make_batch(gen, 0.2, obs_dim, act_dim))
+        assert agent.compiled, f"obs_dim={obs_dim}, act_dim={act_dim}: fell back to eager"
