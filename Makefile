@@ -29,7 +29,7 @@ run: setup
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxschedchunk 1
 
-## The whole test suite (learning tests included; about 14 minutes on 2 CPU cores).
+## The whole test suite (learning tests included; about 10 minutes on 2 CPU cores).
 test: setup
 	$(PYTEST) $(ARGS)
 
