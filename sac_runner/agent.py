@@ -90,10 +90,10 @@ class Agent:
         return metrics
 
     def _first_compiled_update(self, run: Callable[[], dict[str, Tensor]]) -> dict[str, Tensor]:
-        """The first call compiles (seconds). A failed compile is tried once more (a C++ compile was once seen to
-        fail in one of two processes compiling at the same time, and not again); where it fails again (no C++
-        compiler, say), training goes on eagerly. Each try starts from the state before the call (a part compiled
-        after the first optimizer step may be the one failing)."""
+        """The first call compiles (seconds). A failed compile is tried once more (a transient fault, such as a
+        killed compiler, should not cost a long run its compiled update); where it fails again (no C++ compiler,
+        say), training goes on eagerly. Each try starts from the state before the call (a part compiled after the
+        first optimizer step may be the one failing)."""
         self._compile_pending = False
         log.info("compiling the update with torch.compile (once, takes a few seconds)")
         saved = self.snapshot()

@@ -267,7 +267,7 @@ def test_compile_accepts_auto_true_false_only(cfg_factory):
 
 
 def test_a_compile_that_fails_once_is_tried_again(monkeypatch, caplog):
-    """A transient failure (one of two processes compiling at once) costs a retry, not the compiled update."""
+    """A transient failure (a killed compiler, say) costs a retry, not the compiled update."""
     real_compile, failures = torch.compile, []
 
     def flaky_compile(fn, **kwargs):
