@@ -1,0 +1,207 @@
+"""What sac-report writes: learning curves, and the summary as Markdown and CSV."""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from sac_runner.analysis.runs import DEFAULT_METRIC, Group, format_value
+from sac_runner.analysis.stats import (
+    DEFAULT_BOOTSTRAP,
+    DEFAULT_SEED,
+    FEW_SEEDS,
+    Summary,
+    aggregate_curve,
+    probability_of_improvement,
+)
+
+BAND_LABEL = "mean, 95% bootstrap CI"
+SEED_LINES_LABEL = f"single seeds (n < {FEW_SEEDS})"
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def y_label(groups: Sequence[Group], metric: str = DEFAULT_METRIC) -> str:
+    if metric != DEFAULT_METRIC:
+        return metric
+    episodes = sorted({format_value(r.config.get("eval_episodes", "?")) for g in groups for r in g.runs})
+    unit = "episode" if episodes == ["1"] else "episodes"
+    return f"eval return (deterministic, {'/'.join(episodes)} {unit})"
+
+
+def draw_curves(groups: Sequence[Group], metric: str = DEFAULT_METRIC,
+                n_boot: int = DEFAULT_BOOTSTRAP, seed: int = DEFAULT_SEED):
+    """One subplot per env: per configuration the mean line, its bootstrap band, and its seeds as
+    thin lines (gid "seed") when there are fewer than FEW_SEEDS. Returns the matplotlib Figure."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    envs = sorted({g.env_id for g in groups})
+    fig, axes = env_axes(len(envs))
+    for ax, env in zip(axes, envs):
+        env_groups = [gr for gr in groups if gr.env_id == env]
+        handles = []
+        for i, g in enumerate(env_groups):
+            steps, mean, low, high, n = aggregate_curve(g.runs, n_boot, seed)
+            color = f"C{i % 10}"
+            if len(g.runs) < FEW_SEEDS:
+                for r in g.runs:
+                    ax.plot(r.steps, r.values, color=color, linewidth=0.6, alpha=0.5, gid="seed")
+            full = np.where(n == len(g.runs), mean, np.nan)
+            ax.plot(steps, mean, color=color, linestyle="--", linewidth=1.0)
+            few = "<5 " if len(g.runs) < FEW_SEEDS else ""
+            line, = ax.plot(steps, full, color=color, marker="o" if steps.size == 1 else None,
+                            label=f"{g.label} ({few}n={len(g.runs)})", gid="mean")
+            ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0, gid="band")
+            handles.append(line)
+        handles.append((Patch(color="0.5", alpha=0.3, linewidth=0),
+                        Line2D([], [], color="0.3")))
+        labels = [h.get_label() for h in handles[:-1]] + [BAND_LABEL]
+        if any(len(g.runs) < FEW_SEEDS for g in env_groups):
+            handles.append(Line2D([], [], color="0.3", linewidth=0.6, alpha=0.5))
+            labels.append(SEED_LINES_LABEL)
+        ax.set_title(env)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel(y_label(env_groups, metric))
+        ax.grid(True, alpha=0.3)
+        ax.legend(handles, labels, fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def plot_curves(groups: Sequence[Group], out_path: str | os.PathLike,
+                metric: str = DEFAULT_METRIC, n_boot: int = DEFAULT_BOOTSTRAP,
+                seed: int = DEFAULT_SEED) -> Path:
+    out_path = Path(out_path)
+    draw_curves(groups, metric, n_boot, seed).savefig(out_path, format="png", dpi=110)
+    return out_path
+
+
+CSV_COLUMNS = (
+    "env", "label", "n_seeds", "few_seeds",
+    "final_mean", "final_ci_low", "final_ci_high",
+    "final_iqm", "final_iqm_ci_low", "final_iqm_ci_high",
+    "best_n", "best_mean", "best_ci_low", "best_ci_high",
+    "best_iqm", "best_iqm_ci_low", "best_iqm_ci_high",
+    "last_step_min", "last_step_max",
+)
+
+
+def _csv_row(s: Summary) -> list[Any]:
+    f, b = s.final, s.best
+    return [s.env_id, s.label, s.n_seeds, s.few_seeds,
+            f.mean, f.ci_low, f.ci_high, f.iqm, f.iqm_low, f.iqm_high,
+            b.n, b.mean, b.ci_low, b.ci_high, b.iqm, b.iqm_low, b.iqm_high,
+            s.last_step_min, s.last_step_max]
+
+
+def summary_csv(summaries: Sequence[Summary]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for s in summaries:
+        w.writerow(_csv_row(s))
+    return buf.getvalue()
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _with_ci(value: float, low: float, high: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.2f} [{low:.2f}, {high:.2f}]"
+
+
+FEW_MARK = "(few)"
+
+
+def improvement_table(summaries: Sequence[Summary]) -> list[str]:
+    """Markdown: per env with 2+ configurations, P(row's final return > column's) over seeds."""
+    lines: list[str] = []
+    for env in sorted({s.env_id for s in summaries}):
+        rows = [s for s in summaries if s.env_id == env]
+        if len(rows) < 2:
+            continue
+        lines += ["", f"Probability of improvement, {_md_cell(env)}: P(a seed of the row's configuration ends "
+                      "above a seed of the column's), final return, ties count half (Mann-Whitney U / "
+                      "(n_row * n_col); 0.5 = no difference).", "",
+                  "| config | " + " | ".join(_md_cell(s.label) for s in rows) + " |",
+                  "|---|" + "---:|" * len(rows)]
+        for a in rows:
+            cells = ["-" if a is b else f"{probability_of_improvement(a.finals, b.finals):.2f}" for b in rows]
+            lines.append(f"| {_md_cell(a.label)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def summary_markdown(summaries: Sequence[Summary], metric: str = DEFAULT_METRIC) -> str:
+    head = ["env", "config", "seeds", "final mean [95% CI]", "final IQM [95% CI]",
+            "best mean [95% CI]", "best IQM [95% CI]", "last step"]
+    lines = [f"Metric: `{metric}`. Final = last eval of each run, best = its highest eval after "
+             "learning_starts; mean and IQM (25% trimmed mean) over seeds with 95% percentile-bootstrap CIs.",
+             "",
+             "| " + " | ".join(head) + " |",
+             "|" + "|".join(["---"] * 3 + ["---:"] * 5) + "|"]
+    for s in summaries:
+        steps = (str(s.last_step_max) if s.last_step_min == s.last_step_max
+                 else f"{s.last_step_min}-{s.last_step_max}")
+        best_n = "" if s.best.n == s.n_seeds else f" (n={s.best.n})"
+        cells = [
+            _md_cell(s.env_id), _md_cell(s.label), f"{s.n_seeds} {FEW_MARK}" if s.few_seeds else str(s.n_seeds),
+            _with_ci(s.final.mean, s.final.ci_low, s.final.ci_high),
+            _with_ci(s.final.iqm, s.final.iqm_low, s.final.iqm_high),
+            _with_ci(s.best.mean, s.best.ci_low, s.best.ci_high) + best_n,
+            _with_ci(s.best.iqm, s.best.iqm_low, s.best.iqm_high) + best_n, steps,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    if any(s.few_seeds for s in summaries):
+        lines += ["", f"{FEW_MARK} fewer than {FEW_SEEDS} seeds: the CIs say little (with 2 seeds a bootstrap "
+                      "CI is [min, max]); learning_curves.png draws each of these seeds as a thin line."]
+    if any(s.best.n < s.n_seeds for s in summaries):
+        lines += ["", "best (n=k): only k seeds have an eval after learning_starts yet."]
+    lines += improvement_table(summaries)
+    return "\n".join(lines) + "\n"
+
+
+def env_axes(n: int, max_cols: int = 3):
+    """A figure with one subplot per env (at most `max_cols` a row), unused axes hidden: (figure, axes)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    ncols = min(max_cols, n)
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(5.5 * ncols, 4.0 * nrows))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def plot_robustness(groups: list[dict], xlabel: str, path: Path) -> Path:
+    """sac-eval's sweep of one perturbation: per env and configuration the mean over runs at each level with its
+    bootstrap band (groups as sac-eval's eval.json holds them)."""
+    import textwrap
+
+    envs = sorted({g["env_id"] for g in groups})
+    fig, axes = env_axes(len(envs), max_cols=len(envs))
+    for ax, env_id in zip(axes, envs):
+        for g in (g for g in groups if g["env_id"] == env_id):
+            x = [r["level"] for r in g["levels"]]
+            y = [r["mean"] for r in g["levels"]]
+            n = max(r["n_runs"] for r in g["levels"])
+            ax.plot(x, y, marker="o", label=textwrap.fill(f"{g['label']} (n={n})", 70))
+            ax.fill_between(x, [r["ci_low"] for r in g["levels"]], [r["ci_high"] for r in g["levels"]], alpha=0.2)
+            ax.set_xticks(x)
+        ax.set_title(env_id)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("eval return (mean over runs, 95% bootstrap CI)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15))  # below: labels can be long
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return Path(path)

@@ -1,0 +1,139 @@
+"""Hydra's private API, used in this file only: its error printer replaced by one line per user mistake, and its
+run_job preceded by what must happen before Hydra writes into a run dir (validation, the resume target, the lock)."""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import re
+import sys
+from pathlib import Path
+
+import yaml
+from hydra.core.hydra_config import HydraConfig
+
+from sac_runner.config.validation import validate
+from sac_runner.errors import EXIT_USER_ERROR, ConfigError, UserFacingError
+from sac_runner.runs import rundir
+from sac_runner.runs.resume import resolve_resume
+
+
+class JobFailed(UserFacingError):
+    """Raised out of a job so that the launcher reports it; printed as one line."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_USER_ERROR):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _guarded_run_job(real_run_job):
+    """Hydra's run_job for a single run, preceded by what must come before Hydra writes into the run dir: the
+    config is validated, a `resume` target becomes the run dir (so the run logs into its own train.log), and the
+    run dir is created and locked here. A run rejected before any work removes the run dir it created."""
+    def run_job(**kwargs):
+        from omegaconf import OmegaConf, open_dict, read_write
+
+        config = kwargs["config"]
+        HydraConfig.instance().set_config(config)
+        task_cfg = copy.deepcopy(config)  # what the task function will get, as Hydra's run_job makes it
+        with read_write(task_cfg), open_dict(task_cfg):
+            del task_cfg["hydra"]
+        try:
+            validate(task_cfg)
+            run_dir, _ = resolve_resume(task_cfg.resume, Path(str(OmegaConf.select(config, kwargs["job_dir_key"]))))
+            if task_cfg.resume is not None:
+                with read_write(config.hydra), open_dict(config.hydra):
+                    OmegaConf.update(config, kwargs["job_dir_key"], str(run_dir))
+            created = rundir.create(run_dir)
+            try:
+                lock = rundir.RunDirLock.acquire(run_dir)
+            except rundir.RunDirBusy:
+                raise  # the dir is another process's now, whoever made it
+            except ConfigError:
+                rundir.remove_if_unused(run_dir, created)
+                raise
+        except ConfigError as e:
+            raise JobFailed(str(e)) from None
+        try:
+            return real_run_job(**kwargs)
+        except SystemExit as e:
+            if e.code == EXIT_USER_ERROR:
+                _close_log_files(run_dir)
+                rundir.remove_if_unused(run_dir, created)
+            raise
+        finally:
+            lock.release()
+
+    return run_job
+
+
+def _close_log_files(run_dir: Path) -> None:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        in_run_dir = os.path.dirname(getattr(handler, "baseFilename", "")) == os.path.abspath(run_dir)
+        if isinstance(handler, logging.FileHandler) and in_run_dir:
+            root.removeHandler(handler)
+            handler.close()
+
+
+def one_line(ex: BaseException) -> str:
+    """A Hydra or OmegaConf error message folded into one line."""
+    text = str(ex).split("Config search path")[0]
+    cause = ex.__cause__
+    if cause is not None and type(cause).__module__.startswith("omegaconf") and str(cause) not in text:
+        text = f"{text}\n{cause}"
+    full_key = re.search(r"full_key: (\S+)", text)
+    lines = [ln.strip() for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln and not re.match(r"(full_key|object_type|reference_type)\b", ln)]
+    message = " ".join(lines)
+    message = re.sub(r"^Error merging override (\S+?)=(\S+) Value '.*?' of type '\w+' could not be converted to (\w+)",
+                     lambda m: f"{m.group(1)}={m.group(2)} is not allowed: expected a value of type {m.group(3)}", message)
+    message = re.sub(r"Available options in '([^']+)':\s*", r"Available options in '\1': ", message)
+    message = re.sub(r"(Available options in '[^']+': )(.*)", lambda m: m.group(1) + ", ".join(m.group(2).split()), message)
+    if full_key and full_key.group(1) not in message:
+        message = f"{full_key.group(1)}: {message}"
+    return message
+
+
+def _report_errors(func):
+    """Replaces Hydra's error printer: one line for the user's mistakes, a traceback for our bugs."""
+    try:
+        return func()
+    except JobFailed as e:
+        print(f"sac-run: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except yaml.YAMLError as e:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"sac-run: error: {_yaml_error(e)}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    except Exception as e:
+        from hydra.errors import HydraException
+        from omegaconf.errors import OmegaConfBaseException
+
+        if os.environ.get("HYDRA_FULL_ERROR") == "1" or not isinstance(e, (HydraException, OmegaConfBaseException)):
+            raise
+        print(f"sac-run: error: {one_line(e)}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+
+
+def _yaml_error(e: yaml.YAMLError) -> str:
+    """A YAML syntax error in a config file, in one line: file, line, column and the problem."""
+    mark = getattr(e, "problem_mark", None)
+    where = f"{mark.name}, line {mark.line + 1}, column {mark.column + 1}" if mark else "a config file"
+    what = "; ".join(x for x in (getattr(e, "context", None), getattr(e, "problem", None)) if x) or str(e)
+    return f"{where} is not valid YAML: {' '.join(what.split())}"
+
+
+def install() -> None:
+    """Hydra reports errors through us, and a single run's job is guarded (see _guarded_run_job)."""
+    import hydra._internal.hydra as hydra_internal
+    import hydra._internal.utils as hydra_utils
+
+    hydra_utils.run_and_report = _report_errors
+    hydra_internal.run_and_report = _report_errors
+    if not getattr(hydra_internal.run_job, "_guarded", False):
+        hydra_internal.run_job = _guarded_run_job(hydra_internal.run_job)
+        hydra_internal.run_job._guarded = True
+
+

@@ -1,0 +1,187 @@
+"""The checks a config needs beyond its types: ranges, cross-field rules, the env id, the algorithm family's own
+rules (asked of the registry) and whether a run fits in memory. Each failure is one ConfigError naming the key."""
+from __future__ import annotations
+
+import difflib
+import math
+
+from omegaconf import DictConfig, OmegaConf
+
+from sac_runner import algorithms
+from sac_runner.config.schema import (
+    LOGGER_BACKENDS,
+    LOGGER_MODES,
+    OPTIMIZERS,
+    PRECISIONS,
+    RESERVED_ENV_KWARGS,
+    config_tree,
+)
+from sac_runner.envs.make import registered_id
+from sac_runner.errors import ConfigError, require
+from sac_runner.nn.activations import NAMES as ACTIVATIONS
+from sac_runner.nn.encoders import NAMES as ENCODERS
+from sac_runner.update.devices import DEVICE_CHOICES, is_device_name, resolve_device
+from sac_runner.update.paths import COMPILE_SETTINGS
+
+ENV_OPTIONS = "env=HalfCheetah|Hopper|Walker2d|Ant|Humanoid|Pendulum|InvertedPendulum"
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check keys, ranges and cross-field rules; raise ConfigError naming the key and what is allowed."""
+    _check_known_keys(cfg)
+    _check_finite(cfg)
+    require(0 <= cfg.seed < 2**32, "seed", f"an integer in [0, {2**32 - 1}]", cfg.seed)
+    names = algorithms.names()
+    require(cfg.algorithm.name in names, "algorithm.name", " | ".join(names), cfg.algorithm.name)
+    family = algorithms.agent_class(cfg.algorithm.name)
+    family.validate(cfg.algorithm, cfg)
+    _check_hyperparameters(cfg.hyperparameters)
+    _check_network(cfg.network)
+    _check_run(cfg)
+    _check_logger(cfg.logger)
+    # the device and the update path together: CUDA present, and the path available for this network
+    family.choose_update_path(cfg["update"], cfg.precision, cfg.network, resolve_device(cfg.device))
+    _check_env(cfg.env)
+
+
+def _check_hyperparameters(h: DictConfig) -> None:
+    require(h.optimizer in OPTIMIZERS, "hyperparameters.optimizer", " | ".join(OPTIMIZERS), h.optimizer)
+    require(h.lr > 0, "hyperparameters.lr", "a learning rate > 0", h.lr)
+    require(0 <= h.gamma < 1, "hyperparameters.gamma", "a discount in [0, 1)", h.gamma)
+    require(0 < h.tau <= 1, "hyperparameters.tau", "a smoothing coefficient in (0, 1]", h.tau)
+    require(h.buffer_size >= 1, "hyperparameters.buffer_size", "an integer >= 1", h.buffer_size)
+    require(h.batch_size >= 1, "hyperparameters.batch_size", "an integer >= 1", h.batch_size)
+    require(h.batch_size <= h.buffer_size, "hyperparameters.batch_size",
+            f"at most hyperparameters.buffer_size ({h.buffer_size})", h.batch_size)
+    require(h.target_update_interval >= 1, "hyperparameters.target_update_interval", "an integer >= 1",
+            h.target_update_interval)
+    require(h.gradient_steps >= 1, "hyperparameters.gradient_steps", "an integer >= 1", h.gradient_steps)
+
+
+def _check_network(n: DictConfig) -> None:
+    require(len(n.hidden_sizes) >= 1 and all(s >= 1 for s in n.hidden_sizes), "network.hidden_sizes",
+            "a non-empty list of positive layer widths, e.g. [256,256]", list(n.hidden_sizes))
+    require(n.activation in ACTIVATIONS, "network.activation", " | ".join(ACTIVATIONS), n.activation)
+    require(n.log_std_min < n.log_std_max, "network.log_std_min",
+            f"a value below network.log_std_max ({n.log_std_max})", n.log_std_min)
+    require(n.encoder in ENCODERS, "network.encoder", " | ".join(ENCODERS), n.encoder)
+
+
+def _check_run(cfg: DictConfig) -> None:
+    require(cfg.total_steps >= 1, "total_steps", "an integer >= 1", cfg.total_steps)
+    require(cfg.learning_starts >= 0, "learning_starts", "an integer >= 0", cfg.learning_starts)
+    require(cfg.eval_every >= 0, "eval_every", "an integer >= 0 (0 evaluates only at the end)", cfg.eval_every)
+    require(cfg.eval_episodes >= 1, "eval_episodes", "an integer >= 1", cfg.eval_episodes)
+    require(cfg.threads >= 0, "threads", "an integer >= 0 (0 keeps torch's default)", cfg.threads)
+    require(cfg.num_envs >= 1, "num_envs", "an integer >= 1", cfg.num_envs)
+    require(cfg.checkpoint_every >= 0, "checkpoint_every", "an integer >= 0 (0 saves only at the end)",
+            cfg.checkpoint_every)
+    require(cfg.keep_checkpoints >= 1, "keep_checkpoints", "an integer >= 1", cfg.keep_checkpoints)
+    require(cfg.log_every >= 1, "log_every", "an integer >= 1", cfg.log_every)
+    require(cfg.precision in PRECISIONS, "precision", " | ".join(PRECISIONS), cfg.precision)
+    require(cfg.compile in COMPILE_SETTINGS, "compile", "auto (compile long CPU runs, bf16 and GPU runs) | true | false",
+            cfg.compile)
+    require(is_device_name(cfg.device), "device", DEVICE_CHOICES, cfg.device)
+
+
+def _check_logger(lg: DictConfig) -> None:
+    require(lg.backend in LOGGER_BACKENDS, "logger.backend", " | ".join(LOGGER_BACKENDS), lg.backend)
+    require(lg.mode in LOGGER_MODES, "logger.mode", "null (auto) | online | offline | disabled", lg.mode)
+    require(lg.video_every >= 1, "logger.video_every", "an integer >= 1", lg.video_every)
+    require(lg.video_size >= 16, "logger.video_size", "an integer >= 16 (pixels)", lg.video_size)
+
+
+def _check_env(e: DictConfig) -> None:
+    require(e.max_episode_steps is None or e.max_episode_steps >= 1, "env.max_episode_steps",
+            "null (the env's own limit) or an integer >= 1", e.max_episode_steps)
+    require(e.action_repeat >= 1, "env.action_repeat", "an integer >= 1", e.action_repeat)
+    require(e.reward_scale > 0, "env.reward_scale", "a value > 0", e.reward_scale)
+    for group in ("kwargs", "eval_kwargs"):
+        for key, hint in RESERVED_ENV_KWARGS.items():
+            if key in e[group]:
+                raise ConfigError(f"env.{group}.{key} is not allowed: {hint}")
+    _check_env_id(e.id, e.entry_point)
+
+
+def _check_env_id(env_id: str, entry_point: str | None = None) -> None:
+    import gymnasium as gym
+
+    env_id = registered_id(env_id, entry_point)  # imports `module:` of module:EnvId, registers entry_point
+    if env_id in gym.registry:
+        _check_env_packages(env_id)
+        return
+    close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise ConfigError(f"env.id={env_id!r} is not a Gymnasium environment{hint}; choose {ENV_OPTIONS} or set "
+                      "env.id to a registered id")
+
+
+def _check_env_packages(env_id: str) -> None:
+    """The env's module imports: its extra packages (Box2D, MuJoCo, ...) are installed."""
+    import gymnasium as gym
+    from gymnasium.envs.registration import load_env_creator
+
+    entry = gym.spec(env_id).entry_point
+    if not isinstance(entry, str):
+        return
+    try:
+        load_env_creator(entry)
+    except (gym.error.DependencyNotInstalled, ImportError) as e:
+        raise ConfigError(f"env.id={env_id!r} needs packages that are not installed: "
+                          f"{' '.join(str(e).split()) or type(e).__name__}") from None
+
+
+def _check_finite(node: DictConfig, prefix: str = "") -> None:
+    """Every float in the config is a finite number (inf or nan passes range checks such as lr > 0)."""
+    for key in node.keys():
+        value = node[key]
+        if isinstance(value, DictConfig):
+            _check_finite(value, f"{prefix}{key}.")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{prefix}{key}={value!r} is not allowed: expected a finite number")
+
+
+def _check_known_keys(cfg: DictConfig) -> None:
+    """Keys added with `+key=value` bypass the schema at composition; refuse any it does not know."""
+
+    def walk(node: DictConfig, spec: dict, prefix: str) -> None:
+        for key in node.keys():
+            path = f"{prefix}{key}"
+            if key not in spec:
+                raise ConfigError(f"{path} is not a known key; expected one of: {', '.join(spec)}")
+            if spec[key] is not None:
+                walk(node[key], spec[key], path + ".")
+
+    walk(cfg, config_tree(cfg.algorithm.get("name")), "")
+
+
+# ---- memory ----
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def check_memory(cfg: DictConfig, obs_dim: int, act_dim: int, buffer_bytes: int, have: int | None,
+                 where: str) -> None:
+    """The replay buffer and the networks fit in `have` bytes (with 10% to spare); else name what to lower."""
+    if have is None:
+        return
+    h, n = cfg.hyperparameters, cfg.network
+    family = algorithms.agent_class(cfg.algorithm.name)
+    nets = family.memory_bytes(obs_dim, act_dim, n, h, cfg.algorithm)
+    budget, available = 0.9 * have, f"only {_gib(have)} is {where}"
+    if buffer_bytes > budget:
+        raise ConfigError(f"hyperparameters.buffer_size={h.buffer_size} needs {_gib(buffer_bytes)} for the replay "
+                          f"buffer but {available}; lower hyperparameters.buffer_size")
+    if nets > budget:
+        raise ConfigError(f"network.hidden_sizes={list(n.hidden_sizes)} needs {_gib(nets)} for the networks (weights, "
+                          f"gradients, optimizer state) but {available}; lower network.hidden_sizes")
+    if buffer_bytes + nets > budget:
+        raise ConfigError(f"hyperparameters.buffer_size={h.buffer_size} and network.hidden_sizes="
+                          f"{list(n.hidden_sizes)} need {_gib(buffer_bytes + nets)} together (replay buffer "
+                          f"{_gib(buffer_bytes)}, networks {_gib(nets)}) but {available}; lower one of them")
+
+
+def to_container(cfg: DictConfig) -> dict:
+    """The resolved config as plain Python containers (for W&B, checkpoints, config.yaml)."""
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore[return-value]

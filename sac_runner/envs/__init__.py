@@ -1,0 +1,2 @@
+"""Envs: making them from a run's env config, stepping copies for training, evaluation episodes, perturbations,
+observation normalization, and the env families (envs/families/) that know a simulator's specifics."""

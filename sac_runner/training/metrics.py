@@ -1,0 +1,94 @@
+"""Interval metrics (the updates' means between log rows) and the progress bar."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+from sac_runner.errors import NonFiniteError
+
+log = logging.getLogger(__name__)
+
+
+class IntervalMetrics:
+    """Sums of the update metrics since the last row, on the training device (read once per row)."""
+
+    def __init__(self, names: tuple[str, ...], device: torch.device):
+        self.names, self.device = names, device
+        self.reset()
+
+    def reset(self) -> None:
+        self._sum: torch.Tensor | None = None
+        self._count = 0
+
+    def add(self, metrics: dict) -> None:
+        values = torch.stack([metrics[k] for k in self.names])
+        self._sum = values if self._sum is None else self._sum + values
+        self._count += 1
+
+    def means(self, where: str, kept: str) -> dict[str, float]:
+        """The interval's means (its one host sync); NonFiniteError when one is not finite."""
+        if self._sum is None:
+            return {}
+        row = {}
+        for key, value in zip(self.names, (self._sum / self._count).tolist()):
+            if not np.isfinite(value):
+                raise NonFiniteError(f"{key} became {value} {where}; {kept}")
+            row[key] = value
+        return row
+
+    def state_dict(self) -> dict:
+        return {"sum": self._sum.cpu() if self._sum is not None else None, "count": self._count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._sum = state["sum"].to(self.device) if state["sum"] is not None else None
+        self._count = int(state["count"])
+
+
+class Speed:
+    """Env steps and updates per second, counting only time spent training: evaluations, checkpoints and the
+    first (compiling) update are left out."""
+
+    def __init__(self, step: int, updates: int):
+        self.mark(step, updates)
+        self.last: float | None = None
+
+    def mark(self, step: int, updates: int) -> None:
+        self._t0, self._step0, self._updates0 = time.perf_counter(), step, updates
+
+    @contextmanager
+    def paused(self):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._t0 += time.perf_counter() - start
+
+    def rates(self, step: int, updates: int) -> dict[str, float]:
+        elapsed = max(time.perf_counter() - self._t0, 1e-9)
+        row = {"perf/steps_per_second": (step - self._step0) / elapsed,
+               "perf/updates_per_second": (updates - self._updates0) / elapsed}
+        self.last = row["perf/steps_per_second"]
+        self.mark(step, updates)
+        return row
+
+
+@contextmanager
+def progress_bar(show: bool, total: int, initial: int):
+    """tqdm on a terminal (log lines printed above it), nothing elsewhere."""
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    show = show and sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+    bar = tqdm(total=total, initial=initial, unit="step", unit_scale=True, dynamic_ncols=True, disable=not show,
+               smoothing=0.05, mininterval=0.5)
+    try:
+        with logging_redirect_tqdm(loggers=[logging.getLogger()]):
+            yield bar
+    finally:
+        bar.close()

@@ -1,0 +1,59 @@
+"""What a run sets up before its loop: the device, threads and seeds, a writable run dir, and a memory check."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from sac_runner import algorithms
+from sac_runner.config.validation import check_memory
+from sac_runner.errors import ConfigError
+from sac_runner.rng import seed_everything
+from sac_runner.spec import ObsSpec
+from sac_runner.training.replay import available_memory_bytes, required_bytes
+from sac_runner.update.devices import resolve_device
+
+log = logging.getLogger(__name__)
+
+
+def prepare(cfg: DictConfig) -> torch.device:
+    """Threads, seeds and the device of a run (logged where it matters)."""
+    device = resolve_device(cfg.device)
+    warn_if_bf16_is_emulated(cfg.precision, device)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    return device
+
+
+def warn_if_bf16_is_emulated(precision: str, device: torch.device) -> None:
+    if precision != "bf16" or device.type != "cpu":
+        return
+    native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)() or \
+        getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    if not native:
+        log.warning("precision=bf16 on a CPU without native bfloat16 (no AVX-512 BF16 or AMX): the matmuls are "
+                    "emulated and slower than precision=fp32")
+
+
+def check_writable(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"output dir {run_dir} is not writable ({e.strerror or e}); "
+                          "choose another with hydra.run.dir=<dir>") from e
+
+
+def check_fits(cfg: DictConfig, obs: ObsSpec, act_dim: int, device: torch.device) -> None:
+    """The replay buffer and the networks fit where they will live."""
+    if device.type == "cuda":
+        have, where = torch.cuda.mem_get_info(device)[0], f"free on {device}"
+    else:
+        have, where = available_memory_bytes(), "available RAM"
+    obs_dim = algorithms.agent_class(cfg.algorithm.name).encoded_size(obs, cfg.network)
+    check_memory(cfg, obs_dim, act_dim, required_bytes(cfg.hyperparameters.buffer_size, obs, act_dim), have, where)
