@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: setup run test test-fast bench clean
+.PHONY: setup run lint test test-fast bench clean
 
 setup: $(STAMP)
 
@@ -29,12 +29,17 @@ run: setup
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxschedchunk 1
 
-## The whole test suite (learning tests included; about 10 minutes on 2 CPU cores).
-test: setup
+## Lint (ruff: style, import order, complexity <= 15) and the layers (import-linter: README, Architecture).
+lint: setup
+	$(BIN)/ruff check sac_runner tests benchmarks
+	$(BIN)/lint-imports
+
+## The whole test suite (learning tests included; about 10 minutes on 2 CPU cores), after lint.
+test: lint
 	$(PYTEST) $(ARGS)
 
-## The quick subset (about 3 minutes).
-test-fast: setup
+## The quick subset (about 3 minutes), after lint.
+test-fast: lint
 	$(PYTEST) -m "not slow" $(ARGS)
 
 ## Throughput against Stable-Baselines3 on the same machine.

@@ -50,7 +50,8 @@ def compose_config(spec: dict, run_dir: str):
     """The config `sac-run` would see with the benchmark's overrides."""
     from hydra import compose, initialize_config_module
 
-    from sac_runner.config import register_configs, validate
+    from sac_runner.config.registration import register_configs
+    from sac_runner.config.validation import validate
 
     register_configs()
     env = spec["env"]
@@ -432,7 +433,8 @@ def variant_list(text: str) -> list[str]:
     items = [t.strip() for t in text.split(",") if t.strip()]
     bad = [t for t in items if t not in allowed]
     if bad or not items:
-        raise argparse.ArgumentTypeError(f"unknown configuration {', '.join(bad) or text!r}; allowed: {', '.join(allowed)}")
+        raise argparse.ArgumentTypeError(f"unknown configuration {', '.join(bad) or text!r}; "
+                                         f"allowed: {', '.join(allowed)}")
     return items
 
 

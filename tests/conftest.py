@@ -13,7 +13,7 @@ os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.pop("WANDB_API_KEY", None)  # tests never talk to the W&B servers
 
-from sac_runner.config.schema import register_configs  # noqa: E402
+from sac_runner.config.registration import register_configs  # noqa: E402
 
 from helpers import make_cfg  # noqa: E402
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from typing import Callable
 
@@ -54,3 +55,19 @@ def run_tool(prog: str, body: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def stop_during_start_up(prog: str) -> None:
+    """Until training installs its own handlers, SIGTERM or Ctrl-C ends the process at once with one line and
+    128 + the signal's number (nothing has been trained, so nothing is saved)."""
+    def handler(signum, frame):
+        print_error(prog, f"stopped by {signal.Signals(signum).name} during start-up, before training began",
+                    128 + signum)
+        sys.exit(128 + signum)
+
+    handler.start_up_only = True  # training's handlers do not pass a stop on to it
+    for s in (signal.SIGTERM, signal.SIGINT):
+        try:
+            signal.signal(s, handler)
+        except ValueError:  # not the main thread
+            pass

@@ -46,7 +46,7 @@ by default <run dir>/eval for one run and ./sac-eval for several."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog=PROG, description="Evaluate trained SAC policies: returns over fixed seeds, optionally with "
+    p = ArgumentParser(prog=PROG, description="Evaluate trained policies: returns over fixed seeds, optionally with "
                 "perturbed actions, observations or MuJoCo models.", epilog=EXAMPLES,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", metavar="PATH",
@@ -178,7 +178,8 @@ def group_results(results: list[RunResult], configs: list[dict], swept: str | No
 def markdown(results: list[RunResult], groups: list[dict], swept: str | None, stochastic: bool) -> str:
     mode = "stochastic" if stochastic else "deterministic"
     col = swept or "perturbation"
-    lines = [f"# sac-eval ({mode} actions)", "", f"| run | {col} | return mean | std | episodes |", "|---|---|---|---|---|"]
+    lines = [f"# sac-eval ({mode} actions)", "", f"| run | {col} | return mean | std | episodes |",
+             "|---|---|---|---|---|"]
     for r in results:
         for lv in r.levels:
             what = (f"{lv.perturbation.get(swept, _default(swept)):g}" if swept else

@@ -11,11 +11,15 @@ from pathlib import Path
 
 import yaml
 from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf, open_dict, read_write
 
+from sac_runner.cli.common import EXIT_INTERRUPTED
 from sac_runner.config.validation import validate
+from sac_runner.envs.families import route_messages
 from sac_runner.errors import EXIT_USER_ERROR, ConfigError, UserFacingError
 from sac_runner.runs import rundir
-from sac_runner.runs.resume import resolve_resume
+from sac_runner.runs.resume import check_resumable, resolve_resume
+from sac_runner.training.setup import recorded_config
 
 
 class JobFailed(UserFacingError):
@@ -31,16 +35,20 @@ def _guarded_run_job(real_run_job):
     config is validated, a `resume` target becomes the run dir (so the run logs into its own train.log), and the
     run dir is created and locked here. A run rejected before any work removes the run dir it created."""
     def run_job(**kwargs):
-        from omegaconf import OmegaConf, open_dict, read_write
-
         config = kwargs["config"]
         HydraConfig.instance().set_config(config)
         task_cfg = copy.deepcopy(config)  # what the task function will get, as Hydra's run_job makes it
         with read_write(task_cfg), open_dict(task_cfg):
             del task_cfg["hydra"]
+        route_messages(None)  # the env check in validate makes the env: MuJoCo's notes go to the log
         try:
             validate(task_cfg)
-            run_dir, _ = resolve_resume(task_cfg.resume, Path(str(OmegaConf.select(config, kwargs["job_dir_key"]))))
+            wanted = Path(str(OmegaConf.select(config, kwargs["job_dir_key"])))
+            try:
+                run_dir, _ = resolve_resume(task_cfg.resume, wanted)
+            except OSError as e:  # a name the file system refuses (too long, say)
+                raise ConfigError(f"output dir {wanted} cannot be used ({e.strerror or e}); choose another with "
+                                  "hydra.run.dir=<dir>") from None
             if task_cfg.resume is not None:
                 with read_write(config.hydra), open_dict(config.hydra):
                     OmegaConf.update(config, kwargs["job_dir_key"], str(run_dir))
@@ -50,6 +58,12 @@ def _guarded_run_job(real_run_job):
             except rundir.RunDirBusy:
                 raise  # the dir is another process's now, whoever made it
             except ConfigError:
+                rundir.remove_if_unused(run_dir, created)
+                raise
+            try:  # before Hydra rewrites .hydra/: a resume that would change the experiment writes nothing
+                check_resumable(run_dir, recorded_config(task_cfg, run_dir))
+            except ConfigError:
+                lock.release()
                 rundir.remove_if_unused(run_dir, created)
                 raise
         except ConfigError as e:
@@ -87,9 +101,11 @@ def one_line(ex: BaseException) -> str:
     lines = [ln for ln in lines if ln and not re.match(r"(full_key|object_type|reference_type)\b", ln)]
     message = " ".join(lines)
     message = re.sub(r"^Error merging override (\S+?)=(\S+) Value '.*?' of type '\w+' could not be converted to (\w+)",
-                     lambda m: f"{m.group(1)}={m.group(2)} is not allowed: expected a value of type {m.group(3)}", message)
+                     lambda m: f"{m.group(1)}={m.group(2)} is not allowed: expected a value of type {m.group(3)}",
+                     message)
     message = re.sub(r"Available options in '([^']+)':\s*", r"Available options in '\1': ", message)
-    message = re.sub(r"(Available options in '[^']+': )(.*)", lambda m: m.group(1) + ", ".join(m.group(2).split()), message)
+    message = re.sub(r"(Available options in '[^']+': )(.*)", lambda m: m.group(1) + ", ".join(m.group(2).split()),
+                     message)
     if full_key and full_key.group(1) not in message:
         message = f"{full_key.group(1)}: {message}"
     return message
@@ -102,6 +118,10 @@ def _report_errors(func):
     except JobFailed as e:
         print(f"sac-run: error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
+    except KeyboardInterrupt:  # a second Ctrl-C while training stops at once
+        print("sac-run: interrupted by a second Ctrl-C; the last checkpoint (if any) is kept, and rerunning the same "
+              "command resumes from it", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
     except yaml.YAMLError as e:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise

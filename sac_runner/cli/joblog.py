@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from sac_runner.config import identity as experiment
-from sac_runner.config import sweeps
+from sac_runner.config import naming, sweeps
 
 log = logging.getLogger("sac_runner")
 
@@ -71,7 +71,7 @@ def header_lines(cfg: Any, command: str) -> list[str]:
         device = f"{'cuda' if torch.cuda.is_available() else 'cpu'} (device=auto)"
     threads = cfg.threads if cfg.threads > 0 else torch.get_num_threads()
     versions = ", ".join(f"{p} {_version(p)}" for p in ("sac-runner", "torch", "gymnasium", "mujoco"))
-    diffs = experiment.differences_from_defaults(cfg)
+    diffs = naming.differences_from_defaults(cfg)
     return [
         f"command: {command}",
         f"run dir: {cfg.run_dir}",

@@ -16,8 +16,8 @@ run dir's own subdirs are not searched). Outputs go to ``--out``, by default
 * ``summary.md`` / ``summary.csv``: one row per configuration with the final
   (last eval) and best (max eval after ``learning_starts``) metric per run,
   aggregated over seeds as mean and IQM, each with a 95% bootstrap CI; rows
-  with fewer than 5 seeds are flagged. The table is also printed to stdout. Skipped dirs, runs and rows are reported on stderr, one
-  line each.
+  with fewer than 5 seeds are flagged. The table is also printed to stdout. Skipped dirs, runs and rows are
+  reported on stderr, one line each.
 
 Grouping: runs are the same configuration when their experiment keys (every
 config key but the run settings of ``sac_runner.config.identity.RUN_SETTINGS``, and
@@ -115,16 +115,19 @@ def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.bootstrap < 1:
         raise UsageError(f"--bootstrap={args.bootstrap} is not allowed: expected an integer >= 1")
-    run_dirs = find_runs(args.paths)
-
+    notes: list[str] = []  # skipped dirs and rows: printed once there is a report to go with them
+    run_dirs = find_runs(args.paths, warn=notes.append)
     runs = []
     for d in run_dirs:
         try:
-            runs.append(load_run(d, args.metric))
+            runs.append(load_run(d, args.metric, warn=notes.append))
         except SkipRun as exc:
-            _stderr(f"skipped {d}: {exc}")
+            notes.append(f"skipped {d}: {exc}")
     if not runs:
-        raise ReportError(f"all {len(run_dirs)} run(s) were skipped; nothing to report")
+        first = f" (first: {notes[0]})" if notes else ""
+        raise ReportError(f"all {len(run_dirs)} run(s) were skipped; nothing to report{first}")
+    for note in notes:
+        _stderr(note)
 
     groups = group_runs(runs)
     summaries = summarize(groups, args.bootstrap, args.seed)

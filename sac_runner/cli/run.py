@@ -5,8 +5,9 @@ import logging
 import sys
 from pathlib import Path
 
-from sac_runner.cli.common import use_headless_rendering
+from sac_runner.cli.common import stop_during_start_up, use_headless_rendering
 
+stop_during_start_up("sac-run")  # before the slow imports
 use_headless_rendering()  # before anything imports MuJoCo's renderer
 
 import hydra  # noqa: E402
@@ -18,7 +19,7 @@ from sac_runner.cli import hydra_support, joblog  # noqa: E402
 from sac_runner.cli.common import print_error  # noqa: E402
 from sac_runner.cli.hydra_support import JobFailed  # noqa: E402
 from sac_runner.cli.process import keep_freed_memory  # noqa: E402
-from sac_runner.config.schema import register_configs  # noqa: E402
+from sac_runner.config.registration import register_configs  # noqa: E402
 from sac_runner.config.validation import validate  # noqa: E402
 from sac_runner.envs.families import route_messages  # noqa: E402
 from sac_runner.errors import UserFacingError  # noqa: E402

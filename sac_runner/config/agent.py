@@ -27,11 +27,16 @@ def plain(node: DictConfig) -> SimpleNamespace:
     return SimpleNamespace(**OmegaConf.to_container(node, resolve=True))
 
 
+def compile_choice(cfg: DictConfig, device: torch.device | str) -> tuple[bool, str]:
+    """(compile the update?, why) for this run."""
+    return should_compile(cfg.compile, cfg.precision, device, planned_updates(cfg))
+
+
 def make_agent(cfg: DictConfig, obs: ObsSpec | int, act_dim: int, device: torch.device | str = "cpu",
                compile: bool | None = None):
     """The agent of `cfg` for these observations and actions; compile=None decides by cfg.compile (logged)."""
     if compile is None:
-        compile, why = should_compile(cfg.compile, cfg.precision, device, planned_updates(cfg))
+        compile, why = compile_choice(cfg, device)
         log.info("%s", why)
     return algorithms.make_agent(obs, act_dim, plain(cfg.network), plain(cfg.hyperparameters), plain(cfg.algorithm),
                                  precision=cfg.precision, compile=compile, update=cfg["update"], device=device,

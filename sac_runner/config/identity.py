@@ -1,7 +1,5 @@
 """What an experiment is: every config key except the run settings listed here.
 
-Also: the names derived from it (W&B group and run name, the composed defaults a run differs from).
-
 The one list drives sweep job dir names, the resume check, the W&B group and name, and sac-report's grouping.
 Rule for new keys: a key is an experiment key unless it is listed in RUN_SETTINGS (or lies under one). List it
 only if changing it cannot change what is learned: where output goes, how often it is recorded, how long to
@@ -10,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import math
-from functools import lru_cache
 from typing import Any, Mapping
+
+from omegaconf import DictConfig, OmegaConf
 
 RUN_SETTINGS: tuple[str, ...] = (
     "logger",
@@ -37,7 +36,6 @@ RUN_SETTINGS: tuple[str, ...] = (
     "hydra",
 )
 SEED = "seed"
-ALWAYS_SHOWN = ("env.id", "algorithm.name")
 # W&B limits: group 128 characters, tags and job_type 64.
 GROUP_LIMIT, TAG_LIMIT = 128, 64
 
@@ -48,8 +46,6 @@ def is_run_setting(key: str) -> bool:
 
 def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
     """Nested mappings (dicts or DictConfigs) -> {dotted key: leaf}; an empty mapping is a leaf."""
-    from omegaconf import DictConfig, OmegaConf
-
     if isinstance(cfg, DictConfig):  # resolved; Hydra's own node (return_hydra_config) left out
         cfg = {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
                for k in cfg.keys() if k != "hydra"}
@@ -89,68 +85,28 @@ def canonical(v: Any) -> Any:
     return ("other", str(v))
 
 
-def config_differences(saved: Any, current: Any) -> list[str]:
-    """Experiment keys (seed included) whose values differ between two configs. Keys only one side has
-    (written by another version of sac-runner) are not compared."""
-    a, b = experiment_config(saved), experiment_config(current)
-    return [f"{key} ({a[key]!r} in the checkpoint, {b[key]!r} now)"
-            for key in sorted(set(a) & set(b)) if canonical(a[key]) != canonical(b[key])]
-
-
-# ---- the composed defaults ----
-
-@lru_cache(maxsize=8)
-def _options(group: str, field: str) -> dict[Any, str]:
-    """{value of `field`: option name} over conf/<group>/*.yaml."""
-    from importlib.resources import files
-
-    import yaml
-
-    out = {}
-    for entry in sorted(files("sac_runner.conf").joinpath(group).iterdir(), key=lambda p: p.name):
-        if entry.name.endswith(".yaml"):
-            data = yaml.safe_load(entry.read_text(encoding="utf-8")) or {}
-            if isinstance(data, dict) and field in data:
-                out.setdefault(data[field], entry.name[:-5])
-    return out
-
-
-@lru_cache(maxsize=32)
-def _composed(overrides: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-
-    from sac_runner.config.schema import register_configs
-
-    register_configs()
-    if GlobalHydra.instance().is_initialized():  # inside sac-run: its own config search path
-        cfg = compose("config", list(overrides))
-    else:
-        with initialize_config_module("sac_runner.conf", version_base="1.3"):
-            cfg = compose("config", list(overrides))
-    return tuple(flatten(cfg).items())
-
-
-def default_config(env_id: str, algorithm: str) -> dict[str, Any]:
-    """What conf/ composes for this env and algorithm with no other override (flattened). An env id no option
-    names is set on the default option (its budgets follow the id); an unknown algorithm keeps the default."""
-    env_option = _options("env", "id").get(env_id)
-    alg_option = _options("algorithm", "name").get(algorithm)
-    overrides = [f"env={env_option}"] if env_option else []
-    overrides.append(f'env.id="{env_id}"')
-    if alg_option:
-        overrides.append(f"algorithm={alg_option}")
-    return dict(_composed(tuple(overrides)))
-
-
-def differences_from_defaults(config: Any) -> dict[str, Any]:
-    """Experiment keys (seed, env id and algorithm name aside) whose values differ from the composed defaults
-    for the same env and algorithm, in key order."""
-    flat = experiment_config(config, seed=False)
-    defaults = experiment_config(default_config(str(flat.get("env.id")), str(flat.get("algorithm.name"))), seed=False)
+def config_differences(saved: Any, current: Any, defaults: Mapping[str, Any] = ()) -> list[str]:
+    """Experiment keys (seed included) that differ between two configs: a value changed, a key added or removed
+    (nested keys too: env.kwargs.g). A key only the current config has, at its value in `defaults` (flattened:
+    the schema's defaults), is one added to the schema since the saved config was written, not a change."""
+    a, b = _leaves(experiment_config(saved)), _leaves(experiment_config(current))
+    defaults = dict(defaults)
     missing = object()
-    return {k: flat[k] for k in sorted(flat)
-            if k not in ALWAYS_SHOWN and canonical(defaults.get(k, missing)) != canonical(flat[k])}
+    diffs = []
+    for key in sorted(set(a) | set(b)):
+        old, new = a.get(key, missing), b.get(key, missing)
+        if old is missing and key in defaults and canonical(defaults[key]) == canonical(new):
+            continue
+        if old is missing or new is missing or canonical(old) != canonical(new):
+            was = "absent" if old is missing else repr(old)
+            now = "absent" if new is missing else repr(new)
+            diffs.append(f"{key} ({was} in the checkpoint, {now} now)")
+    return diffs
+
+
+def _leaves(flat: dict[str, Any]) -> dict[str, Any]:
+    """A flattened config without its empty mappings (an empty env.kwargs holds no key)."""
+    return {k: v for k, v in flat.items() if not (isinstance(v, Mapping) and not v)}
 
 
 def format_value(v: Any) -> str:
@@ -185,22 +141,3 @@ def shorten(text: str, limit: int) -> str:
             break
         kept = f"{kept} {w}" if kept else w
     return (kept + " …" + digest)[:limit] if kept else (text[:limit - len(digest)] + digest)
-
-
-def configuration_name(config: Any) -> str:
-    """Env id, algorithm name and every experiment key that differs from the defaults, seed aside."""
-    flat = experiment_config(config, seed=False)
-    head = [format_value(flat.get(k)) for k in ALWAYS_SHOWN]
-    return " ".join(head + short_items(differences_from_defaults(flat)))
-
-
-def run_identity(cfg: Any) -> tuple[str, str, list[str]]:
-    """(W&B name, group, tags): the group is the configuration without the seed, the name adds the seed, so the
-    seeds of one configuration, and only those, share a group. logger.group / logger.name given by the user win."""
-    flat = flatten(cfg)
-    text = configuration_name(flat)
-    seed = f"seed={flat.get(SEED)}"
-    group = flat.get("logger.group") or shorten(text, GROUP_LIMIT)
-    name = flat.get("logger.name") or f"{shorten(text, GROUP_LIMIT - len(seed) - 1)} {seed}"
-    tags = [format_value(flat.get(k)) for k in ALWAYS_SHOWN] + [seed, *(flat.get("logger.tags") or [])]
-    return name, group, list(dict.fromkeys(shorten(t, TAG_LIMIT) for t in tags))

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Dict, List, Optional
 
-from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from sac_runner import algorithms
@@ -120,6 +119,8 @@ LOGGER_BACKENDS = ("wandb", "none")
 LOGGER_MODES = (None, "online", "offline", "disabled")
 PRECISIONS = ("fp32", "bf16")
 OPTIMIZERS = ("adam",)
+# Mappings whose keys the user chooses (env.kwargs.g=5.0): not checked against the schema.
+OPEN_MAPPINGS = ("env.kwargs", "env.eval_kwargs")
 # gym.make keywords the runner sets itself.
 RESERVED_ENV_KWARGS = {"max_episode_steps": "use env.max_episode_steps",
                        "render_mode": "the runner sets it (logger.video=true renders eval episodes)"}
@@ -156,20 +157,6 @@ def _register_env_resolvers() -> None:
 
 
 _register_env_resolvers()  # at import: sweep workers resolve the config without calling register_configs
-
-
-def register_configs() -> None:
-    from sac_runner.config.sweeps import register_resolvers
-
-    schema = OmegaConf.structured(run_schema())
-    schema.env = OmegaConf.structured(EnvConfig)
-    for key in ("kwargs", "eval_kwargs"):  # open mappings: users write env.kwargs.g=5.0, no "+" needed
-        OmegaConf.set_struct(schema.env[key], False)
-    store = ConfigStore.instance()
-    store.store(name="schema", node=schema)
-    for family, cls in algorithms.families().items():  # conf/algorithm/<option>.yaml starts from its schema
-        store.store(group="schema/algorithm", name=family, node=cls.Config)
-    register_resolvers()  # conf/config.yaml's hydra section names sweep job dirs through them
 
 
 def schema_tree(dc: type) -> dict:

@@ -3,8 +3,12 @@ rules (asked of the registry) and whether a run fits in memory. Each failure is 
 from __future__ import annotations
 
 import difflib
+import json
 import math
+import warnings
+from functools import lru_cache
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from sac_runner import algorithms
@@ -16,7 +20,7 @@ from sac_runner.config.schema import (
     RESERVED_ENV_KWARGS,
     config_tree,
 )
-from sac_runner.envs.make import registered_id
+from sac_runner.envs.make import env_from_config, env_kwargs, registered_id
 from sac_runner.errors import ConfigError, require
 from sac_runner.nn.activations import NAMES as ACTIVATIONS
 from sac_runner.nn.encoders import NAMES as ENCODERS
@@ -79,8 +83,8 @@ def _check_run(cfg: DictConfig) -> None:
     require(cfg.keep_checkpoints >= 1, "keep_checkpoints", "an integer >= 1", cfg.keep_checkpoints)
     require(cfg.log_every >= 1, "log_every", "an integer >= 1", cfg.log_every)
     require(cfg.precision in PRECISIONS, "precision", " | ".join(PRECISIONS), cfg.precision)
-    require(cfg.compile in COMPILE_SETTINGS, "compile", "auto (compile long CPU runs, bf16 and GPU runs) | true | false",
-            cfg.compile)
+    require(cfg.compile in COMPILE_SETTINGS, "compile",
+            "auto (compile long CPU runs, bf16 and GPU runs) | true | false", cfg.compile)
     require(is_device_name(cfg.device), "device", DEVICE_CHOICES, cfg.device)
 
 
@@ -101,6 +105,48 @@ def _check_env(e: DictConfig) -> None:
             if key in e[group]:
                 raise ConfigError(f"env.{group}.{key} is not allowed: {hint}")
     _check_env_id(e.id, e.entry_point)
+    _check_env_runs(e)
+
+
+def _check_env_runs(e: DictConfig) -> None:
+    """The env is made, reset and stepped once (training and, with eval_kwargs, evaluation settings) before any
+    run dir exists: a keyword of the wrong type, an entry point that is no env, a discrete action space are
+    refused here, naming the key, not halfway into a run. Once per env config and process."""
+    _env_runs(json.dumps(OmegaConf.to_container(e, resolve=True), sort_keys=True, default=str))
+
+
+@lru_cache(maxsize=16)
+def _env_runs(env_json: str) -> None:
+    env_cfg = json.loads(env_json)
+    for evaluation in (False, True) if env_cfg.get("eval_kwargs") else (False,):
+        kwargs = env_kwargs(env_cfg, evaluation)
+        group = "env.eval_kwargs" if evaluation else "env.kwargs"
+        named = ", ".join(f"{'env.eval_kwargs' if evaluation and k in env_cfg['eval_kwargs'] else 'env.kwargs'}"
+                          f".{k}={v!r}" for k, v in kwargs.items())
+        if not named and env_cfg.get("entry_point"):
+            named = f"env.entry_point={env_cfg['entry_point']!r}"
+        prefix = f"{named}: " if named else ""
+        what = f"{prefix}env.id={env_cfg['id']!r} failed when"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the env's own warnings (a Box cast, say) belong to the run's log
+            try:
+                env = env_from_config(env_cfg, evaluation=evaluation)
+            except ConfigError:
+                raise
+            except Exception as err:  # the user's env or keyword: any error in it is theirs to fix
+                raise ConfigError(f"{what} made ({_first_line(err)})") from None
+            try:
+                env.reset(seed=0)
+                env.step(np.zeros(env.action_space.shape, dtype=env.action_space.dtype))
+            except Exception as err:
+                raise ConfigError(f"{what} reset and stepped once ({_first_line(err)}); check {group}") from None
+            finally:
+                env.close()
+
+
+def _first_line(err: BaseException) -> str:
+    text = " ".join(str(err).split(" was raised from the environment creator")[0].split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def _check_env_id(env_id: str, entry_point: str | None = None) -> None:

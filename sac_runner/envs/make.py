@@ -60,7 +60,9 @@ def _register(env_id: str, entry_point: str) -> None:
 def env_kwargs(env_cfg, evaluation: bool = False) -> dict:
     """gym.make's keyword arguments from an env config (DictConfig or plain dict): kwargs, and in
     evaluation eval_kwargs on top."""
-    plain = lambda node: dict(OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node or {})
+    def plain(node) -> dict:
+        return dict(OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node or {})
+
     kwargs = plain(env_cfg.get("kwargs"))
     if evaluation:
         kwargs.update(plain(env_cfg.get("eval_kwargs")))
@@ -80,7 +82,8 @@ def make_env(env_id: str, render_size: int | None = None, max_episode_steps: int
              kwargs: dict | None = None, entry_point: str | None = None, action_repeat: int = 1,
              kwargs_key: str = "env.kwargs") -> gym.Env:
     """The env with actions rescaled to [-1, 1] (the policy's range), dict observations flattened and each
-    action repeated `action_repeat` times. Observations keep their shape and dtype (obs_spec). `kwargs` go to the env's constructor. Rendering is opt-in."""
+    action repeated `action_repeat` times. Observations keep their shape and dtype (obs_spec). `kwargs` go to the
+    env's constructor. Rendering is opt-in."""
     gym_id = registered_id(env_id, entry_point)
     kwargs = dict(kwargs or {})
     _check_kwargs(env_id, gym_id, kwargs, kwargs_key)
@@ -92,7 +95,8 @@ def make_env(env_id: str, render_size: int | None = None, max_episode_steps: int
     try:
         env = gym.make(gym_id, **kwargs)
     except gym.error.DependencyNotInstalled as e:
-        raise ConfigError(f"env.id={env_id!r} needs packages that are not installed: {' '.join(str(e).split())}") from None
+        raise ConfigError(f"env.id={env_id!r} needs packages that are not installed: "
+                          f"{' '.join(str(e).split())}") from None
     except TypeError as e:
         if "keyword argument" not in str(e):
             raise

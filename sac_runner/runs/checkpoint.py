@@ -20,6 +20,7 @@ import logging
 import os
 import pickle
 import re
+import zipfile
 from pathlib import Path
 from typing import Callable
 
@@ -175,6 +176,8 @@ def verify(path: Path, manifest: Path | None = None) -> str | None:
 
 
 def _load(path: Path) -> dict:
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive: anything else is damaged or foreign
+        raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint (not a file torch.save wrote)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

@@ -71,6 +71,9 @@ def resolve_model_file(path: str | Path, best: bool = False) -> Path:
     found = ckpt.list_checkpoints(run.checkpoints) or ckpt.list_checkpoints(p)
     if found:
         return found[-1][1]
+    if run.best_model.is_file():  # stopped before the end (a non-finite loss, say): only its best model is there
+        raise PolicyError(f"{p} has no {RunDir.MODEL} or {RunDir.CHECKPOINTS}/step_*.pt but a {RunDir.BEST_MODEL} "
+                          f"(use --best, or give {run.best_model})")
     raise PolicyError(f"{p} holds no {RunDir.MODEL}, {RunDir.BEST_MODEL} or {RunDir.CHECKPOINTS}/step_*.pt: "
                       "is it a sac-run run dir?")
 
@@ -104,6 +107,10 @@ def load_saved(path: str | Path, best: bool = False) -> SavedRun:
     if not isinstance(nets, dict) or not isinstance(state.get("config"), dict):
         raise PolicyError(f"{file} is not a sac-run model or checkpoint (it lacks the networks or the config)")
     weights = {k: v for k, v in nets.items() if k not in NOT_WEIGHTS}
+    bad = non_finite_tensors(weights)
+    if bad:
+        raise PolicyError(f"{file} holds non-finite values ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): "
+                          "a policy that diverged cannot act; use an earlier checkpoint or best_model.pt")
     first = _first_matrix(weights)
     dims = (state.get("obs_dim", None if first is None else int(first.shape[1])), state.get("act_dim"))
     return SavedRun(path=file, config=state["config"], weights=weights, obs_normalizer=state.get("obs_normalizer"),

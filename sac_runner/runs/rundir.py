@@ -174,7 +174,7 @@ def create(run_dir: Path) -> list[Path]:
     run_dir = Path(run_dir)
     missing = []
     probe = run_dir
-    while not probe.exists() and probe != probe.parent:
+    while not _exists(probe) and probe != probe.parent:
         missing.append(probe)
         probe = probe.parent
     if not probe.is_dir():
@@ -193,6 +193,14 @@ def create(run_dir: Path) -> list[Path]:
             raise ConfigError(f"output dir {run_dir} cannot be created ({e.strerror or e}); "
                               "choose another with hydra.run.dir=<dir>") from e
     return created
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError as e:  # a name the file system refuses (too long, say)
+        raise ConfigError(f"output dir {path} cannot be used ({e.strerror or e}); choose another with "
+                          "hydra.run.dir=<dir>") from None
 
 
 def remove_if_unused(run_dir: Path, created: list[Path]) -> bool:

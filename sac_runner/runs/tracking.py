@@ -150,7 +150,8 @@ class Tracker:
 
         self.run = wandb.init(
             project=self.cfg["project"], entity=self.cfg.get("entity"), group=group, name=name,
-            tags=list(tags), job_type=self.cfg.get("job_type") or "train", config=copy.deepcopy(config), dir=str(self.run_dir),
+            tags=list(tags), job_type=self.cfg.get("job_type") or "train", config=copy.deepcopy(config),
+            dir=str(self.run_dir),
             mode=mode, id=run_id, resume="allow" if run_id else None,
             # Each Tracker is its own run, also when Hydra runs several jobs in one process.
             reinit="create_new",

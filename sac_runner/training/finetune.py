@@ -33,8 +33,9 @@ def init_from(agent, cfg: DictConfig, obs_normalizer=None) -> Path:
         raise PolicyError(f"{what}: {e}") from None
     if (saved.obs_normalizer is None) != (obs_normalizer is None):
         was = "normalized" if saved.obs_normalizer is not None else "raw"
+        setting = "true" if saved.obs_normalizer is not None else "false"
         raise PolicyError(f"{what}: that policy was trained on {was} observations; set "
-                          f"env.normalize_obs={'true' if saved.obs_normalizer is not None else 'false'} to fine-tune it")
+                          f"env.normalize_obs={setting} to fine-tune it")
     if obs_normalizer is not None:
         obs_normalizer.load_state_dict(saved.obs_normalizer)  # the statistics the policy's inputs assume
     reset = agent.fine_tuning_resets(run_keys(cfg))

@@ -38,7 +38,7 @@ class IntervalMetrics:
         row = {}
         for key, value in zip(self.names, (self._sum / self._count).tolist()):
             if not np.isfinite(value):
-                raise NonFiniteError(f"{key} became {value} {where}; {kept}")
+                raise NonFiniteError(f"{key} became {value} (non-finite) {where}; {kept}")
             row[key] = value
         return row
 

@@ -8,10 +8,11 @@ import torch
 from omegaconf import DictConfig
 
 from sac_runner import algorithms
-from sac_runner.config.validation import check_memory
+from sac_runner.config.validation import check_memory, to_container
 from sac_runner.errors import ConfigError
 from sac_runner.rng import seed_everything
 from sac_runner.spec import ObsSpec
+from sac_runner.training.finetune import source_file
 from sac_runner.training.replay import available_memory_bytes, required_bytes
 from sac_runner.update.devices import resolve_device
 
@@ -57,3 +58,13 @@ def check_fits(cfg: DictConfig, obs: ObsSpec, act_dim: int, device: torch.device
         have, where = available_memory_bytes(), "available RAM"
     obs_dim = algorithms.agent_class(cfg.algorithm.name).encoded_size(obs, cfg.network)
     check_memory(cfg, obs_dim, act_dim, required_bytes(cfg.hyperparameters.buffer_size, obs, act_dim), have, where)
+
+
+def recorded_config(cfg: DictConfig, run_dir: Path) -> dict:
+    """The config as the run records it (config.yaml, checkpoints, model files): resolved, its run dir, and
+    init_from as the file it stands for (so that rerunning the command compares equal)."""
+    config = to_container(cfg)
+    config["run_dir"] = str(run_dir)
+    if cfg.get("init_from"):
+        config["init_from"] = source_file(cfg.init_from)
+    return config

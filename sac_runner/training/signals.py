@@ -36,5 +36,6 @@ class StopSignals:
     def pass_on(self) -> None:
         """After our checkpoint, let a handler installed before ours act (submitit's requeue on SIGUSR1)."""
         previous = self._previous.get(self.received)
-        if callable(previous) and previous is not signal.default_int_handler:
+        if callable(previous) and previous is not signal.default_int_handler and \
+                not getattr(previous, "start_up_only", False):
             previous(self.received, None)

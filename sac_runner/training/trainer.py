@@ -10,25 +10,25 @@ import torch
 import yaml
 from omegaconf import DictConfig
 
-from sac_runner.config.agent import make_agent
-from sac_runner.config.identity import run_identity
+from sac_runner.config.agent import compile_choice, make_agent
+from sac_runner.config.naming import run_identity
 from sac_runner.config.schema import generic_budgets_note
-from sac_runner.config.validation import to_container
 from sac_runner.envs.make import act_dim as env_act_dim
 from sac_runner.envs.make import env_from_config
 from sac_runner.envs.normalization import ObsNormalizer
 from sac_runner.envs.serial import SerialEnvs
 from sac_runner.errors import ConfigError, TrainingInterrupted
 from sac_runner.rng import global_state, set_global_state
+from sac_runner.runs.atomic import atomic_write_text
 from sac_runner.runs.resume import resolve_resume
 from sac_runner.runs.rundir import RunDir
 from sac_runner.runs.tracking import STEP_KEY, Tracker
 from sac_runner.training.checkpointing import Checkpointer, resume_failed
 from sac_runner.training.evaluation import Evaluator
-from sac_runner.training.finetune import init_from, source_file
+from sac_runner.training.finetune import init_from
 from sac_runner.training.metrics import IntervalMetrics, Speed, progress_bar
 from sac_runner.training.replay import ReplayBuffer
-from sac_runner.training.setup import check_fits, check_writable, prepare
+from sac_runner.training.setup import check_fits, check_writable, prepare, recorded_config
 from sac_runner.training.signals import StopSignals
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,6 @@ class Trainer:
         self.run_dir = RunDir(path)
         check_writable(path)
         self.device = prepare(cfg)
-        if note := generic_budgets_note(cfg):
-            log.info("%s", note)
         self.envs = SerialEnvs(lambda: env_from_config(cfg.env), cfg.num_envs, cfg.seed, cfg.env.id)
         self.evaluator = Evaluator(cfg, self.run_dir)
         spec, act_dim = self.envs.spec, env_act_dim(self.envs.envs[0])
@@ -52,21 +50,21 @@ class Trainer:
                               f"{spec.dtype} (set env.normalize_obs=false)")
         self.replay = ReplayBuffer(cfg.hyperparameters.buffer_size, spec, act_dim, self.device, seed=cfg.seed + 2)
         self.obs_normalizer = ObsNormalizer(spec.shape) if cfg.env.normalize_obs else None
-        self.agent = make_agent(cfg, spec, act_dim, self.device)
-        log.info("%s", self.agent.describe_update())
+        compile, why = compile_choice(cfg, self.device)
+        self.agent = make_agent(cfg, spec, act_dim, self.device, compile=compile)
         self.metrics = IntervalMetrics(self.agent.METRICS, self.device)
         self.checkpointer = Checkpointer(self.run_dir, cfg.keep_checkpoints, self.agent)
         self.action_rng = np.random.default_rng(cfg.seed + 3)  # warm-up actions
         self.step = self.episodes = 0
-        self.config = to_container(cfg)
-        self.config["run_dir"] = str(path)
-        if cfg.get("init_from"):
-            self.config["init_from"] = source_file(cfg.init_from)  # recorded as the file it stands for
+        self.config = recorded_config(cfg, path)
         resumed = self._resume(resume_from)
         self.speed = Speed(self.step, self.agent.num_updates)
         if cfg.get("init_from") and not resumed:
             init_from(self.agent, cfg, self.obs_normalizer)
-        self.run_dir.config.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        for line in (generic_budgets_note(cfg), why, self.agent.describe_update()):  # after every refusal
+            if line:
+                log.info("%s", line)
+        atomic_write_text(self.run_dir.config, yaml.safe_dump(self.config, sort_keys=False))
         name, group, tags = run_identity(cfg)
         self.tracker = Tracker(path, dict(self.config["logger"]), self.config, name=name, group=group, tags=tags,
                                run_id=resumed.get("wandb_run_id") if resumed else None,
@@ -136,13 +134,13 @@ class Trainer:
 
     def _loop(self) -> Path:
         cfg = self.cfg
-        total, learning_starts, gradient_steps = cfg.total_steps, cfg.learning_starts, cfg.hyperparameters.gradient_steps
+        total, gradient_steps = cfg.total_steps, cfg.hyperparameters.gradient_steps
         self.speed.mark(self.step, self.agent.num_updates)
         with StopSignals() as signals, progress_bar(cfg.progress, total, self.step) as self._bar:
             while self.step < total:
                 previous = self.step
                 self._env_step()
-                if self.step >= learning_starts:
+                if self.step >= cfg.learning_starts:
                     for _ in range(gradient_steps):
                         self.metrics.add(self.agent.update(self._sample()))
                 crossed = lambda every: every and self.step // every > previous // every  # noqa: E731
@@ -174,7 +172,8 @@ class Trainer:
         obs = obs.copy()
         next_obs, rewards, terminated, finished = self.envs.step(actions)
         if self.cfg.env.reward_scale != 1.0:  # what the critic learns; logged returns stay raw
-            rewards = rewards * np.float32(self.cfg.env.reward_scale)
+            with np.errstate(over="ignore"):  # an overflow shows as a non-finite loss, reported in one line
+                rewards = rewards * np.float32(self.cfg.env.reward_scale)
         self.replay.add(obs, actions.astype(np.float32), rewards, next_obs, terminated)
         self.step += self.cfg.num_envs * self.cfg.env.action_repeat  # env steps, action repeats included
         for ret, length in finished:
@@ -241,7 +240,8 @@ class Trainer:
         summary = {"global_step": self.step, "eval/return_mean": mean, "eval/return_std": std,
                    "eval/return_best": best, "eval/return_best_step": best_step}
         self.tracker.summary(summary)
-        best_text = f"best {best:.1f} at step {best_step}" if best is not None else "no evaluation after learning_starts"
+        best_text = f"best {best:.1f} at step {best_step}" if best is not None else \
+            "no evaluation after learning_starts"
         log.info("Done: %d steps, %d episodes. Final eval return %.1f ± %.1f; %s.", self.step, self.episodes, mean,
                  std, best_text)
         log.info("Run dir: %s (metrics.jsonl, model.pt, checkpoints/)", self.run_dir.path)

@@ -182,7 +182,8 @@ def test_flat_adam_matches_torch_adam_on_both_paths():
 @pytest.mark.parametrize("update, target_update_interval", [("fast", 1), ("fast", 2), ("autograd", 2)])
 def test_compiled_update_matches_eager(update, target_update_interval):
     """Also with targets updated every other step: two graphs, the Polyak flag picking one."""
-    eager, compiled = paired_agents(f"update={update}", f"hyperparameters.target_update_interval={target_update_interval}",
+    eager, compiled = paired_agents(f"update={update}",
+                                    f"hyperparameters.target_update_interval={target_update_interval}",
                                     "hyperparameters.tau=0.5", first="compile=false", second="compile=true")
     same_updates(compiled, eager, updates=4, seed=2)
     assert compiled.compiled, "fell back to eager: compilation failed"

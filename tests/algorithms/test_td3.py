@@ -103,10 +103,10 @@ def test_two_algorithms_two_seeds_sweep_reports_both_in_one_plot(tmp_path):
     rep = subprocess.run([SAC_REPORT, str(sweep), "--out", str(tmp_path / "report")], capture_output=True, text=True,
                          timeout=120)
     assert rep.returncode == 0, rep.stderr
-    from sac_runner import report
+    from sac_runner.analysis import runs as discovery
 
     dirs = sorted(p.parent for p in sweep.rglob("metrics.jsonl"))
-    groups = report.group_runs([report.load_run(d) for d in dirs])
+    groups = discovery.group_runs([discovery.load_run(d) for d in dirs])
     assert sorted(g.config["algorithm.name"] for g in groups) == ["sac", "td3"]
     assert [len(g.runs) for g in groups] == [2, 2]
     assert {g.env_id for g in groups} == {"Pendulum-v1"}  # one env: one figure holds both curves

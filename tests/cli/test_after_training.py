@@ -98,7 +98,8 @@ def test_sac_eval_and_init_from_apply_the_runs_observation_normalizer(tmp_path, 
     from sac_runner import load_policy
 
     obs = np.array([[0.05, -0.1, 0.3, -0.2]], dtype=np.float32)
-    act = lambda x: trainer.evaluator.envs[0].func(trainer.agent.act(torch.as_tensor(x), deterministic=True).numpy())
+    def act(x):
+        return trainer.evaluator.envs[0].func(trainer.agent.act(torch.as_tensor(x), deterministic=True).numpy())
     assert np.array_equal(load_policy(run_dir).act(obs), act(trainer.obs_normalizer(obs)))
     assert not np.array_equal(act(trainer.obs_normalizer(obs)), act(obs))
     tuned = Trainer(make_cfg(tmp_path / "tuned", ["debug=default", "env=InvertedPendulum", "env.normalize_obs=true",

@@ -17,7 +17,8 @@ def test_editable_install_finds_the_source_conf(tmp_path):
     import sac_runner.conf
 
     conf_dir = Path(list(sac_runner.conf.__path__)[0]).resolve()
-    assert conf_dir == ROOT / "conf" or (conf_dir / "config.yaml").read_text() == (ROOT / "conf" / "config.yaml").read_text()
+    source = ROOT / "conf" / "config.yaml"
+    assert conf_dir == ROOT / "conf" or (conf_dir / "config.yaml").read_text() == source.read_text()
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""One definition of the experiment (sac_runner/experiment.py): W&B identity, sweep job dirs, the resume check and
+"""One definition of the experiment (sac_runner/config/identity.py): W&B identity, sweep job dirs, the resume check and
 sac-report's grouping all follow RUN_SETTINGS. No training here: configs are composed, runs are hand-made."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import yaml
 from sac_runner.analysis import runs as discovery
 from sac_runner.cli import joblog
 from sac_runner.config import identity as experiment
-from sac_runner.config import sweeps
+from sac_runner.config import naming, sweeps
 from sac_runner.config.validation import to_container
 from sac_runner.envs.families import mujoco as mujoco_family
 
@@ -20,7 +20,7 @@ from helpers import compose_hydra, make_cfg
 
 
 def identity(tmp_path, *overrides):
-    return experiment.run_identity(make_cfg(tmp_path, list(overrides)))
+    return naming.run_identity(make_cfg(tmp_path, list(overrides)))
 
 
 def report_groups(tmp_path, configs: list[dict]) -> list[discovery.Group]:
@@ -107,12 +107,26 @@ def test_the_three_consumers_follow_the_one_list(tmp_path, monkeypatch):
     assert consumers_ignore(tmp_path / "after", key, 0.9, 0.95) == (True, True, True)
 
 
-def test_keys_written_by_another_version_are_not_compared():
+def test_a_key_added_by_a_later_version_at_its_default_is_no_change():
     old = {"seed": 0, "hyperparameters": {"lr": 0.001}}
     new = {"seed": 0, "hyperparameters": {"lr": 0.001}, "network": {"layer_norm": False}}
-    assert experiment.config_differences(old, new) == []
+    assert experiment.config_differences(old, new, defaults={"network.layer_norm": False}) == []
+    assert experiment.config_differences(old, new) == ["network.layer_norm (absent in the checkpoint, False now)"]
     assert experiment.config_differences(old, {"seed": 1, "hyperparameters": {"lr": 1}}) == [
         "hyperparameters.lr (0.001 in the checkpoint, 1 now)", "seed (0 in the checkpoint, 1 now)"]
+
+
+@pytest.mark.parametrize("old,new,expected", [
+    ({"env": {"kwargs": {}}}, {"env": {"kwargs": {"g": 5.0}}}, "env.kwargs.g (absent in the checkpoint, 5.0 now)"),
+    ({"env": {"kwargs": {"g": 5.0}}}, {"env": {"kwargs": {}}}, "env.kwargs.g (5.0 in the checkpoint, absent now)"),
+    ({"seed": 0}, {"seed": 1}, "seed (0 in the checkpoint, 1 now)"),
+    ({"env": {"kwargs": {"g": 5.0}}}, {"env": {"kwargs": {"g": 9.8}}}, "env.kwargs.g (5.0 in the checkpoint, 9.8 now)"),
+    ({"network": {"hidden_sizes": [32, 32]}}, {"network": {"hidden_sizes": [32, 16]}},
+     "network.hidden_sizes ([32, 32] in the checkpoint, [32, 16] now)"),
+])
+def test_every_kind_of_change_is_a_difference(old, new, expected):
+    """A key added, removed, a value, a nested value, a list: even with defaults, a user's change is one."""
+    assert experiment.config_differences(old, new, defaults={"env.kwargs": {}, "seed": 0}) == [expected]
 
 
 # ---- sweeps ----

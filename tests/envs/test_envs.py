@@ -185,8 +185,8 @@ def test_dmc_kwargs_pass_through_and_an_unknown_one_is_named(cfg_factory):
     env = env_from_config(cfg.env)
     assert env.unwrapped._env._flat_observation and env.observation_space.shape == (17,)
     env.close()
-    with pytest.raises(ConfigError, match=r"^env.kwargs.foo is not a keyword argument of "
-                                          r"env.id='dm_control/cheetah-run-v0' \(.*unexpected keyword argument 'foo'\)$"):
+    with pytest.raises(ConfigError, match=r"^env.kwargs.foo is not a keyword argument of env.id='dm_control/"
+                                          r"cheetah-run-v0' \(.*unexpected keyword argument 'foo'\)$"):
         Trainer(cfg_factory("env=dmc", "env.kwargs.foo=1", "debug=default"))
 
 
@@ -227,7 +227,8 @@ def test_statistics_come_from_training_are_frozen_in_evaluation_and_saved_with_t
     np.testing.assert_allclose(normalizer.mean, raw.mean(axis=0), rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(normalizer.var, raw.var(axis=0), rtol=1e-5, atol=1e-9)
     # model.pt carries it; what sac-eval and load_policy rebuild normalizes the same way
-    saved = ObsNormalizer.from_state_dict(torch.load(tmp_path / "run" / "model.pt", weights_only=True)["obs_normalizer"])
+    model = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
+    saved = ObsNormalizer.from_state_dict(model["obs_normalizer"])
     obs = raw[:5].astype(np.float32)
     assert np.array_equal(saved(obs), normalizer(obs))
     assert np.abs(normalizer(raw.astype(np.float32)).mean(axis=0)).max() < 1e-4

@@ -137,6 +137,25 @@ def assert_learned(run_dir: Path, summary: dict, total_steps: int, threshold: fl
     assert returns[0][1] < threshold, returns
 
 
+def read_only(path: Path) -> Path:
+    path.mkdir()
+    path.chmod(0o555)
+    return path
+
+
+def without_root_privileges() -> list[str]:
+    """A command prefix: root writes into read-only dirs; without CAP_DAC_OVERRIDE it cannot."""
+    import shutil
+
+    import pytest
+
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: permissions cannot be tested")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+
+
 # ---- what a run leaves ----
 
 def metric_rows(run_dir: Path) -> list[dict]:

@@ -17,7 +17,17 @@ from sac_runner.runs import atomic, rundir
 from sac_runner.runs import checkpoint as ckpt
 from sac_runner.training.trainer import Trainer
 
-from helpers import SAC_RUN, cheetah, make_cfg, poison_critic_from, same_weights, start_sac_run, wait_for
+from helpers import (
+    SAC_RUN,
+    cheetah,
+    make_cfg,
+    poison_critic_from,
+    read_only,
+    same_weights,
+    start_sac_run,
+    wait_for,
+    without_root_privileges,
+)
 
 # Checkpoints at 200, 400 (and the final one at 600); training-metric rows every 100 steps.
 OVERRIDES = [*cheetah(total=600, every=200), "log_every=100"]
@@ -339,21 +349,6 @@ def test_resume_of_a_named_run_logs_into_that_runs_train_log(tmp_path):
 
 def error_lines(stderr: str) -> list[str]:
     return [ln for ln in stderr.splitlines() if ln.strip() and "WARN" not in ln and "gym.logger" not in ln]
-
-
-def read_only(path: Path) -> Path:
-    path.mkdir()
-    path.chmod(0o555)
-    return path
-
-
-def without_root_privileges() -> list[str]:
-    """Root writes into read-only dirs; without CAP_DAC_OVERRIDE it cannot."""
-    if os.geteuid() != 0:
-        return []
-    if shutil.which("setpriv") is None:
-        pytest.skip("running as root without setpriv: permissions cannot be tested")
-    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
 
 
 BAD_INPUTS = {

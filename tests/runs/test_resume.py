@@ -143,7 +143,8 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one(cfg_factory, tmp
         return real_save(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(ckpt.torch, "save", save_until_full)
-    with pytest.raises(ckpt.CheckpointError, match="No space left on device; the previous checkpoint .*step_000000200.pt is intact"):
+    with pytest.raises(ckpt.CheckpointError,
+                       match="No space left on device; the previous checkpoint .*step_000000200.pt is intact"):
         trainer.train()
     files = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
     assert files == ["step_000000200.json", "step_000000200.pt"]
@@ -179,7 +180,8 @@ def test_an_unwritable_output_dir_is_a_clear_error(cfg_factory, tmp_path):
 
 
 def test_a_replay_buffer_larger_than_memory_is_refused_at_start(cfg_factory):
-    with pytest.raises(ConfigError, match=r"buffer_size=10000000000 needs \d+\.\d GiB .* but only \d+\.\d GiB is available"):
+    with pytest.raises(ConfigError,
+                       match=r"buffer_size=10000000000 needs \d+\.\d GiB .* but only \d+\.\d GiB is available"):
         Trainer(cfg_factory(*cheetah(total=200, every=200), "hyperparameters.buffer_size=10000000000"))
 
 

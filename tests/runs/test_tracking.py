@@ -148,7 +148,8 @@ def test_sac_run_multirun_jobs_are_runs_of_their_configuration_tagged_with_the_s
         head = [ln.split("] ", 1)[1] for ln in (job / "train.log").read_text().splitlines()[:5]]
         assert head[0].startswith("command: sac-run ") and "seed=" in head[0]
         assert head[1] == f"run dir: {job}"
-        assert head[2].startswith("versions: sac-runner ") and all(p in head[2] for p in ("torch", "gymnasium", "mujoco"))
+        assert head[2].startswith("versions: sac-runner ")
+        assert all(p in head[2] for p in ("torch", "gymnasium", "mujoco"))
         assert head[3] == "device: cpu, threads: 1"
         assert head[4].endswith("differs from the defaults in: hyperparameters.batch_size=32, learning_starts=100, "
                                 "network.hidden_sizes=32x32")

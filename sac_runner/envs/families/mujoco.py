@@ -73,15 +73,18 @@ _log_file: Path | None = None
 
 
 def route_messages(run_dir) -> None:
-    """MuJoCo's warnings go to the log and to <run dir>/MUJOCO_LOG.TXT (not the current dir); deprecation
-    warnings about the models bundled with Gymnasium (which a user cannot fix) are dropped."""
+    """MuJoCo's warnings go to the log and to <run dir>/MUJOCO_LOG.TXT (not the current dir; run_dir None: to the
+    log only, before a run dir exists); deprecation warnings about the models bundled with Gymnasium (which a user
+    cannot fix) are dropped."""
     global _log_file
     try:
         import mujoco
     except ImportError:
         return
-    _log_file = Path(run_dir) / "MUJOCO_LOG.TXT"
     mujoco.set_mju_user_warning(_on_warning)
+    if run_dir is None:
+        return
+    _log_file = Path(run_dir) / "MUJOCO_LOG.TXT"
     if hasattr(mujoco, "MjLogConfig"):  # MuJoCo >= 4: where its own log lines go
         config = mujoco.MjLogConfig.get()
         config.logfile = str(_log_file)
