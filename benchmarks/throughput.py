@@ -81,8 +81,8 @@ def peak_rss_mib() -> float:
 def child_ours(spec: dict) -> dict:
     import torch
 
-    from sac_runner.allocator import keep_freed_memory
-    from sac_runner.trainer import Trainer
+    from sac_runner.cli.process import keep_freed_memory
+    from sac_runner.training.trainer import Trainer
 
     keep_freed_memory()  # as sac-run does
     torch.set_num_threads(spec["threads"])
@@ -335,8 +335,8 @@ def profile(args) -> dict:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    from sac_runner.allocator import keep_freed_memory
-    from sac_runner.trainer import Trainer
+    from sac_runner.cli.process import keep_freed_memory
+    from sac_runner.training.trainer import Trainer
 
     keep_freed_memory()
     torch.set_num_threads(args.threads)

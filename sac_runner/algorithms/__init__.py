@@ -11,13 +11,14 @@ from typing import Any
 
 import torch
 
+from sac_runner.algorithms.base import Agent
+
 NOT_FAMILIES = ("base", "batch", "losses")  # the package's shared modules
 
 
 @lru_cache(maxsize=1)
 def _families() -> dict[str, type]:
     """{family name: agent class}, from every module of this package that defines one."""
-    from sac_runner.algorithms.base import Agent
 
     found = {}
     for info in pkgutil.iter_modules(__path__):

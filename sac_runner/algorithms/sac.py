@@ -34,6 +34,7 @@ from sac_runner.nn.activations import ACTIVATIONS
 from sac_runner.nn.backprop import Layer, Trace, mlp_backward, mlp_forward, mlp_output, squashed_gaussian_backward
 from sac_runner.nn.distributions import SquashedSample, squashed_gaussian
 from sac_runner.nn.networks import Actor, CriticEnsemble
+from sac_runner.update.cuda_graph import CapturedUpdate
 from sac_runner.update.optim import FlatParameters, LowPrecisionCopy
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,6 @@ class SAC(Agent):
             self._compile({"_critic_objective": self._critic_objective_eager,
                            "_actor_objective": self._actor_objective_eager})
         if self.device.type == "cuda" and self.update_path == "autograd":
-            from sac_runner.update.cuda_graph import CapturedUpdate
 
             self._graph = CapturedUpdate(self)
 

@@ -5,6 +5,7 @@ import csv
 import io
 import math
 import os
+import textwrap
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -186,7 +187,6 @@ def env_axes(n: int, max_cols: int = 3):
 def plot_robustness(groups: list[dict], xlabel: str, path: Path) -> Path:
     """sac-eval's sweep of one perturbation: per env and configuration the mean over runs at each level with its
     bootstrap band (groups as sac-eval's eval.json holds them)."""
-    import textwrap
 
     envs = sorted({g["env_id"] for g in groups})
     fig, axes = env_axes(len(envs), max_cols=len(envs))

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import yaml
+from omegaconf import OmegaConf
 
 from sac_runner.config.identity import canonical as _canon
 from sac_runner.config.identity import experiment_config as _experiment_keys
@@ -180,7 +181,6 @@ def _first_line(exc: BaseException) -> str:
 
 def _load_hydra_config(path: Path) -> dict[str, Any]:
     """Hydra's copy: resolve interpolations where possible, else keep raw strings."""
-    from omegaconf import OmegaConf
 
     cfg = OmegaConf.load(path)
     try:

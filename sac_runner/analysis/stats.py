@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+from scipy.stats import mannwhitneyu, trim_mean
 
 from sac_runner.analysis.runs import Group, Run
 
@@ -61,7 +62,6 @@ def _boot(x: np.ndarray, n_boot: int, seed: int, stat) -> np.ndarray:
 
 def iqm(values: Sequence[float], axis: int = -1):
     """Interquartile mean: the 25% trimmed mean (rliable's IQM)."""
-    from scipy.stats import trim_mean
 
     x = np.asarray(values, dtype=np.float64)
     if x.size == 0:
@@ -99,7 +99,6 @@ def describe(values: Sequence[float], n_boot: int = DEFAULT_BOOTSTRAP,
 
 def probability_of_improvement(x: Sequence[float], y: Sequence[float]) -> float:
     """P(X > Y) + P(X = Y) / 2 for a random seed of each: Mann-Whitney U / (n_x * n_y)."""
-    from scipy.stats import mannwhitneyu
 
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if x.size == 0 or y.size == 0:

@@ -9,9 +9,13 @@ import re
 import sys
 from pathlib import Path
 
+import hydra._internal.hydra as hydra_internal
+import hydra._internal.utils as hydra_utils
 import yaml
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from omegaconf import OmegaConf, open_dict, read_write
+from omegaconf.errors import OmegaConfBaseException
 
 from sac_runner.cli.common import EXIT_INTERRUPTED
 from sac_runner.config.validation import validate
@@ -128,8 +132,6 @@ def _report_errors(func):
         print(f"sac-run: error: {_yaml_error(e)}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     except Exception as e:
-        from hydra.errors import HydraException
-        from omegaconf.errors import OmegaConfBaseException
 
         if os.environ.get("HYDRA_FULL_ERROR") == "1" or not isinstance(e, (HydraException, OmegaConfBaseException)):
             raise
@@ -147,8 +149,6 @@ def _yaml_error(e: yaml.YAMLError) -> str:
 
 def install() -> None:
     """Hydra reports errors through us, and a single run's job is guarded (see _guarded_run_job)."""
-    import hydra._internal.hydra as hydra_internal
-    import hydra._internal.utils as hydra_utils
 
     hydra_utils.run_and_report = _report_errors
     hydra_internal.run_and_report = _report_errors

@@ -10,6 +10,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
+import torch
+from omegaconf import OmegaConf
+
 from sac_runner.config import identity as experiment
 from sac_runner.config import naming, sweeps
 
@@ -64,7 +67,6 @@ def _version(package: str) -> str:
 
 
 def header_lines(cfg: Any, command: str) -> list[str]:
-    import torch
 
     device = cfg.device
     if device == "auto":
@@ -87,6 +89,22 @@ def command_line(hydra_cfg: Any, multirun: bool) -> str:
         args = " ".join(shlex.quote(o) for o in hydra_cfg.overrides.task)
         return f"sac-run {args}  (job {hydra_cfg.job.num} of the sweep in {hydra_cfg.sweep.dir})"
     return " ".join(["sac-run", *(shlex.quote(a) for a in sys.argv[1:])])
+
+
+def resume_command(hydra_cfg: Any, multirun: bool, run_dir: str | Path) -> str:
+    """The command that continues this run (its sweep, in a multirun) from its checkpoints."""
+    keep = lambda args, key: [a for a in args if not a.lstrip("+~").startswith(f"{key}=")]  # noqa: E731
+    if multirun:  # the sweep's own overrides, as multirun.yaml keeps them, into the same sweep dir
+        saved = Path(hydra_cfg.sweep.dir) / "multirun.yaml"
+        args = list(hydra_cfg.overrides.task)
+        if saved.is_file():
+            args = [str(a) for a in OmegaConf.select(OmegaConf.load(saved), "hydra.overrides.task", default=args)]
+        args = keep(args, "hydra.sweep.dir") + [f"hydra.sweep.dir={hydra_cfg.sweep.dir}"]
+        return "sac-run -m " + " ".join(shlex.quote(a) for a in args)
+    args = [a for a in sys.argv[1:] if a not in ("-m", "--multirun")]
+    if not any(a.startswith("resume=") for a in args):
+        args = keep(args, "hydra.run.dir") + [f"hydra.run.dir={run_dir}"]
+    return "sac-run " + " ".join(shlex.quote(a) for a in args)
 
 
 def write_header(cfg: Any, command: str) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from sac_runner.cli.process import keep_freed_memory  # noqa: E402
 from sac_runner.config.registration import register_configs  # noqa: E402
 from sac_runner.config.validation import validate  # noqa: E402
 from sac_runner.envs.families import route_messages  # noqa: E402
-from sac_runner.errors import UserFacingError  # noqa: E402
+from sac_runner.errors import EXIT_USER_ERROR, TrainingInterrupted, UserFacingError  # noqa: E402
 from sac_runner.runs import rundir  # noqa: E402
 from sac_runner.runs.checkpoint import recover  # noqa: E402
 from sac_runner.runs.resume import resolve_resume  # noqa: E402
@@ -42,11 +43,15 @@ def run(cfg: DictConfig) -> float | None:
     if multirun:  # W&B: the sweep id and the swept key=values as tags; console lines carry the job's name
         joblog.join_sweep(cfg, hydra_cfg)
     route_messages(cfg.run_dir)
+    log.info("run dir: %s", cfg.run_dir)
     try:
         validate(cfg)
         joblog.write_header(cfg, joblog.command_line(hydra_cfg, multirun))
         with _locked_run_dir(cfg):
             summary = Trainer(cfg).train()
+    except TrainingInterrupted as e:
+        _fail(f"stopped by {signal.Signals(e.signum).name} at step {e.step}; checkpoint saved to {e.path}. "
+              f"Resume with: {joblog.resume_command(hydra_cfg, multirun, cfg.run_dir)}", e.exit_code, hydra_cfg.mode)
     except UserFacingError as e:
         _fail(str(e), e.exit_code, hydra_cfg.mode)
     return summary["eval/return_mean"]  # the value a Hydra sweeper optimizes
@@ -84,7 +89,14 @@ def main() -> None:
     hydra_support.install()
     if any(a in ("--cfg", "-c") or a.startswith("--cfg=") for a in sys.argv[1:]) and "--resolve" not in sys.argv:
         sys.argv.append("--resolve")  # --cfg shows values: the budgets an env.id gets are resolved from presets
-    run()
+    try:
+        run()
+    except ValueError as e:  # Hydra refuses some flag combinations before it reports errors through us
+        if "Only one of" not in str(e):
+            raise
+        print_error("sac-run", f"{e}: --cfg, --info and --shell-completion show one job and cannot be combined "
+                    "with -m/--multirun; drop -m to see the first job's config")
+        sys.exit(EXIT_USER_ERROR)
 
 
 if __name__ == "__main__":

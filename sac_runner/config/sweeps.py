@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
 from sac_runner.config.identity import RUN_SETTINGS, is_run_setting
 from sac_runner.config.schema import run_schema, schema_tree
 
@@ -24,7 +27,6 @@ def dirname_exclude_keys() -> list[str]:
 
 
 def _key(override: str) -> str:
-    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     return OverridesParser.create().parse_override(override).key_or_group
 
@@ -32,8 +34,6 @@ def _key(override: str) -> str:
 def swept_keys(sweep_dir: str | Path) -> list[str] | None:
     """Keys a sweep varies, read from the multirun.yaml Hydra's sweeper writes before launching jobs (preset
     params, then the command line: the later override of a key wins). None when there is no such file."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from omegaconf import OmegaConf
 
     path = Path(sweep_dir) / "multirun.yaml"
     if not path.is_file():
@@ -64,7 +64,6 @@ def swept_overrides(sweep_dir: str | Path, job_overrides: Iterable[str]) -> list
 
 def overrides_dirname(lines: Iterable[str], exclude: Iterable[str], item_sep: str = ",", kv_sep: str = "=") -> str:
     """key=value of the overrides not excluded, sorted and joined (the form Hydra gives override_dirname)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     excluded = set(exclude)
     kept = sorted(o.input_line for o in OverridesParser.create().parse_overrides(list(lines))
@@ -84,7 +83,6 @@ def job_dir_name(*, _root_: Any) -> str:
 
 def register_resolvers() -> None:
     """`${sac_runner.run_settings:}` and `${sac_runner.job_dir:}` for conf/config.yaml's hydra section."""
-    from omegaconf import OmegaConf
 
     if not OmegaConf.has_resolver("sac_runner.run_settings"):
         OmegaConf.register_new_resolver("sac_runner.run_settings", dirname_exclude_keys)

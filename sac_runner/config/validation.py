@@ -8,7 +8,9 @@ import math
 import warnings
 from functools import lru_cache
 
+import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import load_env_creator
 from omegaconf import DictConfig, OmegaConf
 
 from sac_runner import algorithms
@@ -74,6 +76,7 @@ def _check_network(n: DictConfig) -> None:
 def _check_run(cfg: DictConfig) -> None:
     require(cfg.total_steps >= 1, "total_steps", "an integer >= 1", cfg.total_steps)
     require(cfg.learning_starts >= 0, "learning_starts", "an integer >= 0", cfg.learning_starts)
+    _check_budget(cfg)
     require(cfg.eval_every >= 0, "eval_every", "an integer >= 0 (0 evaluates only at the end)", cfg.eval_every)
     require(cfg.eval_episodes >= 1, "eval_episodes", "an integer >= 1", cfg.eval_episodes)
     require(cfg.threads >= 0, "threads", "an integer >= 0 (0 keeps torch's default)", cfg.threads)
@@ -86,6 +89,19 @@ def _check_run(cfg: DictConfig) -> None:
     require(cfg.compile in COMPILE_SETTINGS, "compile",
             "auto (compile long CPU runs, bf16 and GPU runs) | true | false", cfg.compile)
     require(is_device_name(cfg.device), "device", DEVICE_CHOICES, cfg.device)
+
+
+def _check_budget(cfg: DictConfig) -> None:
+    """A run must take at least one gradient step (a fine-tuning run may only evaluate its starting policy)."""
+    if cfg.learning_starts < cfg.total_steps or cfg.get("init_from"):
+        return
+    e = cfg.env
+    source = "your setting"
+    if OmegaConf.to_container(cfg, resolve=False).get("learning_starts") == "${env.learning_starts}":
+        source = (f"env.learning_starts: the {e.id} preset's" if e.id in e.presets
+                  else "env.learning_starts: the generic budget of an env without a preset")
+    raise ConfigError(f"learning_starts={cfg.learning_starts} ({source}) is not below total_steps={cfg.total_steps}: "
+                      "no gradient step would run; set learning_starts below total_steps, or total_steps above it")
 
 
 def _check_logger(lg: DictConfig) -> None:
@@ -150,7 +166,6 @@ def _first_line(err: BaseException) -> str:
 
 
 def _check_env_id(env_id: str, entry_point: str | None = None) -> None:
-    import gymnasium as gym
 
     env_id = registered_id(env_id, entry_point)  # imports `module:` of module:EnvId, registers entry_point
     if env_id in gym.registry:
@@ -164,8 +179,6 @@ def _check_env_id(env_id: str, entry_point: str | None = None) -> None:
 
 def _check_env_packages(env_id: str) -> None:
     """The env's module imports: its extra packages (Box2D, MuJoCo, ...) are installed."""
-    import gymnasium as gym
-    from gymnasium.envs.registration import load_env_creator
 
     entry = gym.spec(env_id).entry_point
     if not isinstance(entry, str):

@@ -2,12 +2,14 @@
 rescaling to [-1, 1] and action repeat. Family specifics (DeepMind Control, MuJoCo) are asked of envs/families/."""
 from __future__ import annotations
 
+import importlib
 import inspect
 import logging
 import re
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import load_env_creator
 from omegaconf import OmegaConf
 
 from sac_runner.envs.families import family_of_id
@@ -31,7 +33,6 @@ def registered_id(env_id: str, entry_point: str | None = None) -> str:
 
 
 def _import(module: str, what: str):
-    import importlib
 
     try:
         return importlib.import_module(module)
@@ -127,7 +128,6 @@ def _check_kwargs(env_id: str, gym_id: str, kwargs: dict, key: str) -> None:
         return
     spec = gym.spec(gym_id)
     try:
-        from gymnasium.envs.registration import load_env_creator
 
         creator = load_env_creator(spec.entry_point) if isinstance(spec.entry_point, str) else spec.entry_point
         params = inspect.signature(creator).parameters

@@ -30,12 +30,13 @@ from sac_runner.errors import CheckpointError
 from sac_runner.runs.atomic import fsync_dir as _fsync_dir
 from sac_runner.runs.atomic import temporary_name as _tmp
 from sac_runner.runs.atomic import write_synced as _write_synced
+from sac_runner.runs.rundir import CHECKPOINT_NAME, list_checkpoints  # noqa: F401 (list_checkpoints: part of this API)
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 DAMAGED_DIR = "damaged"
-_NAME = re.compile(r"^step_(\d+)\.pt$")
+_NAME = CHECKPOINT_NAME
 _TMP = re.compile(r"^\.(step_\d+\.(?:pt|json))\.tmp$")
 
 # Tests set this to stop a write at an exact moment: called with the phase name and the file just written.
@@ -82,14 +83,6 @@ def io_failure(e: BaseException) -> str | None:
     if isinstance(e, RuntimeError) and ("PytorchStreamWriter" in text or "inline_container" in text):
         return "file write failed (" + text.splitlines()[0] + ")"
     return None
-
-
-def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
-    """(step, path) of the checkpoint files in `directory`, oldest first."""
-    if not directory.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name))]
-    return sorted(found)
 
 
 def has_checkpoint(directory: Path) -> bool:

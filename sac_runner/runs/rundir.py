@@ -10,12 +10,22 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import shutil
 from pathlib import Path
 
 from sac_runner.errors import ConfigError, RunDirBusy
 
 LOCK_FILE = ".sac-run.lock"
+CHECKPOINT_NAME = re.compile(r"^step_(\d+)\.pt$")
+
+
+def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    """(step, path) of the checkpoint files in `directory`, oldest first."""
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := CHECKPOINT_NAME.match(p.name))]
+    return sorted(found)
 
 
 class RunDir:
@@ -79,6 +89,23 @@ class RunDir:
     def is_run(self) -> bool:
         """A run dir is a dir with a metrics file."""
         return self.metrics.is_file()
+
+    def checkpoint_steps(self) -> list[int]:
+        return [step for step, _ in list_checkpoints(self.checkpoints)]
+
+    def is_locked(self) -> bool:
+        """Whether a live process holds the run dir's lock (tried without taking it for long, never removed)."""
+        try:
+            fd = os.open(self.path / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(fd)  # closing drops a lock we took
+        return False
 
 
 # What is written into a run dir before any work (Hydra's files, the log, MuJoCo's log, the lock): a run dir

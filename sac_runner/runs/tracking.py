@@ -110,7 +110,15 @@ def _mode_and_reason(mode: str | None) -> tuple[str, str]:
         return "disabled", "WANDB_DISABLED is set"
     if has_wandb_credentials():
         return "online", "W&B credentials found"
-    return "offline", "no W&B credentials found (WANDB_API_KEY or `wandb login`)"
+    return "offline", "no credentials; `wandb login` to go online"
+
+
+def _short_path(path: Path) -> str:
+    """A path relative to the current dir when it lies below it (shorter on a terminal line)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def resolve_wandb_mode(mode: str | None) -> str:
@@ -162,9 +170,9 @@ class Tracker:
         self.run.define_metric(STEP_KEY, hidden=True)
         for prefix in self.metric_names:
             self.run.define_metric(f"{prefix}*" if prefix.endswith("/") else prefix, step_metric=STEP_KEY)
-        if mode == "offline":
-            sync_dir = Path(self.run.dir).parent
-            log.info("W&B offline (%s): run stored in %s; upload it with: wandb sync %s", reason, sync_dir, sync_dir)
+        if mode == "offline":  # a resumed run: every folder of the run, so that one command uploads it all
+            dirs = sorted(self.run_dir.glob(f"wandb/offline-run-*-{self.run.id}")) or [Path(self.run.dir).parent]
+            log.info("W&B offline (%s); upload: wandb sync %s", reason, " ".join(_short_path(d) for d in dirs))
         else:
             log.info("W&B run (%s): %s", reason, self.run.url or self.run.id)
 

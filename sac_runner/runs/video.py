@@ -4,7 +4,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import imageio.v2 as imageio
+import imageio_ffmpeg
 import numpy as np
+
+from sac_runner.errors import ConfigError
 
 
 def _even(frame: np.ndarray) -> np.ndarray:
@@ -23,7 +27,6 @@ def _even(frame: np.ndarray) -> np.ndarray:
 
 def check_can_render(env, env_id: str) -> None:
     """Before any training: the env renders an RGB frame and MP4s can be encoded; else a ConfigError."""
-    from sac_runner.errors import ConfigError
 
     try:
         env.reset()
@@ -36,7 +39,6 @@ def check_can_render(env, env_id: str) -> None:
         raise ConfigError(f"logger.video=true but env.id={env_id!r} renders no RGB frame (got "
                           f"{type(frame).__name__}); set logger.video=false")
     try:
-        import imageio_ffmpeg
 
         imageio_ffmpeg.get_ffmpeg_exe()
     except Exception as e:
@@ -47,7 +49,6 @@ def check_can_render(env, env_id: str) -> None:
 def write_mp4(path: Path, frames: list[np.ndarray], fps: int = 30) -> Path:
     """Write RGB frames (H, W, 3) as a browser-playable MP4 (H.264, yuv420p). Written to a temp name
     and renamed, so a failed write leaves no broken file."""
-    import imageio.v2 as imageio
 
     if not frames:
         raise ValueError(f"no frames to write to {path}")

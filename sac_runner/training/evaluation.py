@@ -11,7 +11,7 @@ from sac_runner.envs.episodes import eval_seeds, run_episodes
 from sac_runner.envs.make import env_from_config
 from sac_runner.runs.rundir import RunDir
 from sac_runner.runs.tracking import STEP_KEY
-from sac_runner.runs.video import check_can_render
+from sac_runner.runs.video import check_can_render, write_mp4
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,6 @@ class Evaluator:
         return mean, std
 
     def _save_video(self, frames: list[np.ndarray], step: int, tracker) -> None:
-        from sac_runner.runs.video import write_mp4
 
         path = self.run_dir.videos / f"eval_step_{step:09d}.mp4"
         try:

@@ -9,6 +9,9 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+from tqdm.std import EMA
 
 from sac_runner.errors import NonFiniteError
 
@@ -78,15 +81,23 @@ class Speed:
         return row
 
 
-@contextmanager
-def progress_bar(show: bool, total: int, initial: int):
-    """tqdm on a terminal (log lines printed above it), nothing elsewhere."""
-    from tqdm import tqdm
-    from tqdm.contrib.logging import logging_redirect_tqdm
+def restart_rate(bar: tqdm) -> None:
+    """Count the bar's steps/s and ETA from now on: the warm-up's random steps and a compile say nothing about the
+    training speed to come. (tqdm's timing state, touched here only.)"""
+    if bar.disable:
+        return
+    now = bar._time()
+    bar.start_t = bar.last_print_t = now
+    bar.initial = bar.last_print_n = bar.n
+    bar._ema_dn, bar._ema_dt = EMA(bar.smoothing), EMA(bar.smoothing)
 
-    show = show and sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
-    bar = tqdm(total=total, initial=initial, unit="step", unit_scale=True, dynamic_ncols=True, disable=not show,
-               smoothing=0.05, mininterval=0.5)
+
+@contextmanager
+def progress_bar(show: bool, total: int, initial: int, file=None):
+    """tqdm on a terminal (log lines printed above it; `file`: where to draw it instead), nothing elsewhere."""
+    show = show and (file is not None or (sys.stderr.isatty() and os.environ.get("TERM") != "dumb"))
+    bar = tqdm(total=total, initial=initial, unit="step", unit_scale=True, dynamic_ncols=file is None,
+               disable=not show, smoothing=0.05, mininterval=0.5, file=file)
     try:
         with logging_redirect_tqdm(loggers=[logging.getLogger()]):
             yield bar

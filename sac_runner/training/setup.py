@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import torch
 from omegaconf import DictConfig
 
@@ -51,7 +52,10 @@ def check_writable(run_dir: Path) -> None:
 
 
 def check_fits(cfg: DictConfig, obs: ObsSpec, act_dim: int, device: torch.device) -> None:
-    """The replay buffer and the networks fit where they will live."""
+    """The observations suit the settings, and the replay buffer and the networks fit where they will live."""
+    if cfg.env.normalize_obs and obs.dtype != np.float32:
+        raise ConfigError(f"env.normalize_obs=true is for float observations; env.id={cfg.env.id!r} gives "
+                          f"{obs.dtype} (set env.normalize_obs=false)")
     if device.type == "cuda":
         have, where = torch.cuda.mem_get_info(device)[0], f"free on {device}"
     else:
@@ -65,6 +69,8 @@ def recorded_config(cfg: DictConfig, run_dir: Path) -> dict:
     init_from as the file it stands for (so that rerunning the command compares equal)."""
     config = to_container(cfg)
     config["run_dir"] = str(run_dir)
+    for unused in ("presets", "total_steps", "eval_every"):  # the env option's budget table: the run's own are kept
+        config["env"].pop(unused, None)
     if cfg.get("init_from"):
         config["init_from"] = source_file(cfg.init_from)
     return config

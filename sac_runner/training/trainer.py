@@ -17,7 +17,7 @@ from sac_runner.envs.make import act_dim as env_act_dim
 from sac_runner.envs.make import env_from_config
 from sac_runner.envs.normalization import ObsNormalizer
 from sac_runner.envs.serial import SerialEnvs
-from sac_runner.errors import ConfigError, TrainingInterrupted
+from sac_runner.errors import TrainingInterrupted
 from sac_runner.rng import global_state, set_global_state
 from sac_runner.runs.atomic import atomic_write_text
 from sac_runner.runs.resume import resolve_resume
@@ -26,7 +26,7 @@ from sac_runner.runs.tracking import STEP_KEY, Tracker
 from sac_runner.training.checkpointing import Checkpointer, resume_failed
 from sac_runner.training.evaluation import Evaluator
 from sac_runner.training.finetune import init_from
-from sac_runner.training.metrics import IntervalMetrics, Speed, progress_bar
+from sac_runner.training.metrics import IntervalMetrics, Speed, progress_bar, restart_rate
 from sac_runner.training.replay import ReplayBuffer
 from sac_runner.training.setup import check_fits, check_writable, prepare, recorded_config
 from sac_runner.training.signals import StopSignals
@@ -45,9 +45,6 @@ class Trainer:
         self.evaluator = Evaluator(cfg, self.run_dir)
         spec, act_dim = self.envs.spec, env_act_dim(self.envs.envs[0])
         check_fits(cfg, spec, act_dim, self.device)
-        if cfg.env.normalize_obs and spec.dtype != np.float32:
-            raise ConfigError(f"env.normalize_obs=true is for float observations; env.id={cfg.env.id!r} gives "
-                              f"{spec.dtype} (set env.normalize_obs=false)")
         self.replay = ReplayBuffer(cfg.hyperparameters.buffer_size, spec, act_dim, self.device, seed=cfg.seed + 2)
         self.obs_normalizer = ObsNormalizer(spec.shape) if cfg.env.normalize_obs else None
         compile, why = compile_choice(cfg, self.device)
@@ -136,13 +133,17 @@ class Trainer:
         cfg = self.cfg
         total, gradient_steps = cfg.total_steps, cfg.hyperparameters.gradient_steps
         self.speed.mark(self.step, self.agent.num_updates)
+        first_update = self.agent.num_updates  # a resumed run's first update compiles too
         with StopSignals() as signals, progress_bar(cfg.progress, total, self.step) as self._bar:
             while self.step < total:
-                previous = self.step
+                previous, updates = self.step, self.agent.num_updates
                 self._env_step()
                 if self.step >= cfg.learning_starts:
                     for _ in range(gradient_steps):
                         self.metrics.add(self.agent.update(self._sample()))
+                    if updates == first_update:  # warm-up over, or this process's first (compiling) update
+                        restart_rate(self._bar)
+                        self.speed.mark(self.step, self.agent.num_updates)
                 crossed = lambda every: every and self.step // every > previous // every  # noqa: E731
                 if crossed(cfg.log_every):
                     self._log_training()

@@ -298,7 +298,7 @@ def test_no_credentials_runs_offline_and_says_how_to_sync(no_credentials, tmp_pa
     (offline_dir,) = run_dir.glob("wandb/offline-run-*")
     start = [r.getMessage() for r in caplog.records if "wandb sync" in r.getMessage()]
     assert len(start) == 1 and "\n" not in start[0]
-    assert f"wandb sync {offline_dir}" in start[0] and "no W&B credentials" in start[0]
+    assert f"wandb sync {offline_dir}" in start[0] and "no credentials" in start[0]
     assert only_wandb_file(run_dir).history[0]["alpha"] == 0.5
 
 

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 
 import gymnasium as gym
+import gymnasium.envs.mujoco as gm
+import mujoco
 import numpy as np
 
 log = logging.getLogger("sac_runner")
@@ -33,13 +35,11 @@ def render_kwargs(size: int) -> dict:
 
 
 def integration_state_spec():
-    import mujoco
 
     return mujoco.mjtState.mjSTATE_INTEGRATION
 
 
 def physics_state(env: gym.Env) -> np.ndarray:
-    import mujoco
 
     base, spec = env.unwrapped, integration_state_spec()
     state = np.empty(mujoco.mj_stateSize(base.model, spec))
@@ -48,7 +48,6 @@ def physics_state(env: gym.Env) -> np.ndarray:
 
 
 def set_physics_state(env: gym.Env, state: np.ndarray) -> None:
-    import mujoco
 
     base = env.unwrapped
     mujoco.mj_setState(base.model, base.data, np.asarray(state, dtype=np.float64), integration_state_spec())
@@ -77,10 +76,6 @@ def route_messages(run_dir) -> None:
     log only, before a run dir exists); deprecation warnings about the models bundled with Gymnasium (which a user
     cannot fix) are dropped."""
     global _log_file
-    try:
-        import mujoco
-    except ImportError:
-        return
     mujoco.set_mju_user_warning(_on_warning)
     if run_dir is None:
         return
@@ -105,10 +100,6 @@ def _on_warning(message: str) -> None:
 
 def _loading_bundled_model() -> bool:
     """Whether a Gymnasium MuJoCo env is loading one of Gymnasium's own model files right now."""
-    try:
-        import gymnasium.envs.mujoco as gm
-    except ImportError:
-        return False
     assets = (Path(gm.__file__).parent / "assets").resolve()
     frame = sys._getframe(1)
     while frame is not None:

@@ -1,0 +1,69 @@
+"""What a researcher sees: budgets that cannot learn refused in one line, the stop message's resume command, the
+first console lines, and `sac-run -m --cfg`."""
+from __future__ import annotations
+
+import shlex
+import signal
+import subprocess
+import time
+
+import pytest
+
+from sac_runner.config.validation import validate
+from sac_runner.errors import ConfigError
+
+from helpers import SAC_RUN, sac_run
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    (["env=Pendulum", "total_steps=100", "learning_starts=1000"],
+     "learning_starts=1000 (your setting) is not below total_steps=100"),
+    (["env=HalfCheetah", "total_steps=5000"],
+     "learning_starts=10000 (env.learning_starts: the HalfCheetah-v5 preset's) is not below total_steps=5000"),
+    (["env.id=Reacher-v5", "total_steps=2000"],
+     "learning_starts=5000 (env.learning_starts: the generic budget of an env without a preset) is not below "
+     "total_steps=2000"),
+])
+def test_a_budget_that_cannot_learn_is_refused_naming_both_keys(cfg_factory, overrides, expected):
+    with pytest.raises(ConfigError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        validate(cfg_factory(*overrides))
+
+
+def test_a_fine_tuning_run_may_only_evaluate(cfg_factory, tmp_path):
+    validate(cfg_factory("env=Pendulum", "total_steps=1000", "learning_starts=1000", f"init_from={tmp_path}"))
+
+
+def test_the_stop_message_is_the_command_that_resumes(tmp_path):
+    """SIGTERM mid-run: one line naming the timestamped run dir in a command; that command finishes the run."""
+    args = ["debug=default", "env=Pendulum", "total_steps=3000", "log_every=50", "checkpoint_every=0"]
+    proc = subprocess.Popen([SAC_RUN, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.time() + 120
+    while not list(tmp_path.glob("outputs/*/*/metrics.jsonl")) and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    (line,) = [ln for ln in err.splitlines() if "Resume with:" in ln]
+    command = line.split("Resume with: ", 1)[1]
+    (run_dir,) = tmp_path.glob("outputs/*/*")
+    assert command == "sac-run " + " ".join(args) + f" hydra.run.dir={run_dir}"
+    done = subprocess.run([SAC_RUN, *shlex.split(command)[1:]], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0 and "Resumed from" in done.stderr + done.stdout, done.stderr
+
+
+def test_multirun_with_cfg_hydra_is_one_line(tmp_path):
+    result = sac_run("-m", "seed=0,1", "--cfg", "hydra", cwd=tmp_path)
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("sac-run: error: "), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_first_console_line_names_the_run_dir(tmp_path):
+    run_dir = tmp_path / "run"
+    result = sac_run("debug=default", "env=Pendulum", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    first = [ln for ln in (result.stdout + result.stderr).splitlines() if "[INFO]" in ln][0]
+    assert f"run dir: {run_dir}" in first
