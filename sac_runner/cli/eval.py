@@ -15,6 +15,7 @@ use_headless_rendering()  # before anything imports MuJoCo's renderer
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from sac_runner.analysis.listing import find_run_dirs  # noqa: E402
 from sac_runner.analysis.outputs import plot_robustness  # noqa: E402
 from sac_runner.analysis.runs import Run, group_runs  # noqa: E402
 from sac_runner.analysis.stats import bootstrap_ci  # noqa: E402
@@ -105,19 +106,19 @@ def sweep(args) -> tuple[str | None, list]:
 
 
 def evaluate_run(policy, perturbations, episodes: int | None, seed: int | None, stochastic: bool,
-                 video_dir: Path | None, name: str, threads: int | None = None) -> RunResult:
+                 video_dir: Path | None, name: str, threads: int | None = None, progress=None) -> RunResult:
     threads = threads or int(policy.config.get("threads") or 0)
     previous = torch.get_num_threads()
     if threads > 0:
         torch.set_num_threads(threads)
     try:
-        return _evaluate_run(policy, perturbations, episodes, seed, stochastic, video_dir, name)
+        return _evaluate_run(policy, perturbations, episodes, seed, stochastic, video_dir, name, progress)
     finally:
         torch.set_num_threads(previous)
 
 
 def _evaluate_run(policy, perturbations, episodes: int | None, seed: int | None, stochastic: bool,
-                  video_dir: Path | None, name: str) -> RunResult:
+                  video_dir: Path | None, name: str, progress=None) -> RunResult:
     cfg = policy.config
     n = episodes or int(cfg["eval_episodes"])
     seeds = eval_seeds(int(cfg["seed"]) if seed is None else seed, n)
@@ -145,6 +146,8 @@ def _evaluate_run(policy, perturbations, episodes: int | None, seed: int | None,
             write_mp4(path, out.frames, fps=fps)
             level.video = str(path)
         result.levels.append(level)
+        if progress is not None:
+            progress(level)
     return result
 
 
@@ -201,12 +204,42 @@ def _default(name: str) -> float:
 
 
 def default_out(paths: Sequence[str]) -> Path:
+    """<run dir>/eval for one run (eval.2, eval.3, ... when an earlier evaluation is there: both are kept),
+    ./sac-eval for several."""
     if len(paths) == 1:
         p = Path(paths[0])
-        if p.is_file():
-            return RunDir.of_checkpoint(p).path / RunDir.EVAL
-        return p / RunDir.EVAL
-    return Path("sac-eval")
+        base = (RunDir.of_checkpoint(p).path if p.is_file() else p) / RunDir.EVAL
+    else:
+        base = Path("sac-eval")
+    out, n = base, 1
+    while (out / "eval.json").exists():
+        n += 1
+        out = base.with_name(f"{base.name}.{n}")
+    return out
+
+
+def expand_paths(paths: Sequence[str], best: bool) -> tuple[list[str], list[str]]:
+    """(the runs to evaluate, notes on what was skipped): a model file or run dir stands for itself; a sweep dir
+    (or any dir holding run dirs) for the runs under it; a dir without a model (a report/ folder in
+    `sweep/*/`, say) is skipped with a note."""
+    runs, notes = [], []
+    for text in paths:
+        p = Path(text)
+        run = RunDir(p)
+        if p.is_file() or run.model.is_file() or run.best_model.is_file() or run.checkpoint_steps():
+            runs.append(text)
+            continue
+        found = [str(d) for d in find_run_dirs([p]) if (RunDir(d).best_model if best else RunDir(d).model).is_file()
+                 or RunDir(d).checkpoint_steps()] if p.is_dir() else []
+        if found:
+            runs += found
+        elif p.is_dir():
+            notes.append(f"skipped {p}: no run under it (no model.pt or checkpoints)")
+        else:
+            runs.append(text)  # load_policy names what is wrong with it
+    if not runs:
+        raise UsageError(f"no runs to evaluate in {', '.join(paths)} (no model.pt or checkpoints under them)")
+    return list(dict.fromkeys(runs)), notes
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -215,22 +248,32 @@ def run(argv: Sequence[str] | None = None) -> int:
         if value is not None and value < 1:
             raise UsageError(f"{flag}={value} is not allowed: expected an integer >= 1")
     swept, perturbations = sweep(args)
-    paths = list(dict.fromkeys(str(Path(p)) for p in args.paths))  # each run once
+    paths, notes = expand_paths([str(Path(p)) for p in args.paths], args.best)  # each run once
     out = args.out or default_out(paths)
+    if args.out and (out / "eval.json").exists():
+        notes.append(f"note: {out / 'eval.json'} and the files beside it are replaced (give another --out to keep "
+                     "both)")
+    for note in notes:
+        print(f"{PROG}: {note}", file=sys.stderr)
     resolve_device(args.device)
     route_messages(out)  # MuJoCo's warnings to <out>/MUJOCO_LOG.TXT, not the terminal
     policies = []
     for path in paths:
         policies.append((path, load_policy(path, best=args.best, device=args.device)))  # all checked first
     results, configs = [], []
+    total, done = len(policies) * len(perturbations), 0
     for path, policy in policies:
+        def progress(lv, path=path):  # one line as each level finishes: a long sweep is never silent
+            nonlocal done
+            done += 1
+            what = ", ".join(f"{k}={v:g}" for k, v in lv.perturbation.items()) or "unperturbed"
+            print(f"[{done}/{total}] {path} [{what}]: return {lv.mean:.2f} ± {lv.std:.2f} over {len(lv.returns)} "
+                  "episodes", flush=True)
+
         result = evaluate_run(policy, perturbations, args.episodes, args.seed, args.stochastic,
-                              out / "videos" if args.video else None, path, args.threads)
+                              out / "videos" if args.video else None, path, args.threads, progress)
         results.append(result)
         configs.append(policy.config)
-        for lv in result.levels:
-            what = ", ".join(f"{k}={v:g}" for k, v in lv.perturbation.items()) or "unperturbed"
-            print(f"{path} [{what}]: return {lv.mean:.2f} ± {lv.std:.2f} over {len(lv.returns)} episodes")
     levels = [getattr(p, swept) for p in perturbations] if swept else [None]
     groups = group_results(results, configs, swept, levels, args.bootstrap,
                            warn=lambda m: print(f"{PROG}: {m}", file=sys.stderr))

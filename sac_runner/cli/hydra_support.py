@@ -3,6 +3,7 @@ run_job preceded by what must happen before Hydra writes into a run dir (validat
 from __future__ import annotations
 
 import copy
+import difflib
 import logging
 import os
 import re
@@ -17,7 +18,9 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
+from sac_runner import algorithms
 from sac_runner.cli.common import EXIT_INTERRUPTED
+from sac_runner.config.schema import config_tree
 from sac_runner.config.validation import validate
 from sac_runner.envs.families import route_messages
 from sac_runner.errors import EXIT_USER_ERROR, ConfigError, UserFacingError
@@ -94,8 +97,33 @@ def _close_log_files(run_dir: Path) -> None:
             handler.close()
 
 
+def did_you_mean(key: str) -> str | None:
+    """For a key the schema does not have: `key is not a known key; did you mean ...?`, or the keys its group takes
+    when none is close (None: the key is known, the error is another)."""
+    parent, _, leaf = key.rpartition(".")
+    trees = [config_tree(name) for name in algorithms.names()]
+    known: list[str] = []
+    for tree in trees:
+        node = tree
+        for part in parent.split(".") if parent else []:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            known += [k for k in node if k not in known]
+    if not known or leaf in known:
+        return None
+    close = difflib.get_close_matches(leaf, known, n=2, cutoff=0.6)
+    prefix = f"{parent}." if parent else ""
+    if not close:
+        return f"{key} is not a known key; {parent or 'the config'} takes: {', '.join(known)}"
+    return f"{key} is not a known key; did you mean {' or '.join(prefix + c for c in close)}?"
+
+
 def one_line(ex: BaseException) -> str:
-    """A Hydra or OmegaConf error message folded into one line."""
+    """A Hydra or OmegaConf error message folded into one line; a misspelt key gets `did you mean` instead of
+    Hydra's advice to append it with `+` (which the schema then refuses)."""
+    misspelt = re.search(r"Could not override '([^']+)'", str(ex))
+    if misspelt and (hint := did_you_mean(misspelt.group(1))):
+        return hint
     text = str(ex).split("Config search path")[0]
     cause = ex.__cause__
     if cause is not None and type(cause).__module__.startswith("omegaconf") and str(cause) not in text:

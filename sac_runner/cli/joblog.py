@@ -107,6 +107,14 @@ def resume_command(hydra_cfg: Any, multirun: bool, run_dir: str | Path) -> str:
     return "sac-run " + " ".join(shlex.quote(a) for a in args)
 
 
+def to_console(message: str) -> None:
+    """An INFO line on the console only (the run's log file has it in its header)."""
+    record = log.makeRecord(log.name, logging.INFO, __file__, 0, message, None, None)
+    for h in logging.getLogger().handlers:
+        if not isinstance(h, logging.FileHandler):
+            h.handle(record)
+
+
 def write_header(cfg: Any, command: str) -> None:
     """The header goes to the run's log file only (the console shows progress)."""
     for line in header_lines(cfg, command):

@@ -18,6 +18,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 from sac_runner.cli import hydra_support, joblog  # noqa: E402
 from sac_runner.cli.common import print_error  # noqa: E402
+from sac_runner.cli.help import help_text  # noqa: E402
 from sac_runner.cli.hydra_support import JobFailed  # noqa: E402
 from sac_runner.cli.process import keep_freed_memory  # noqa: E402
 from sac_runner.config.registration import register_configs  # noqa: E402
@@ -43,7 +44,7 @@ def run(cfg: DictConfig) -> float | None:
     if multirun:  # W&B: the sweep id and the swept key=values as tags; console lines carry the job's name
         joblog.join_sweep(cfg, hydra_cfg)
     route_messages(cfg.run_dir)
-    log.info("run dir: %s", cfg.run_dir)
+    joblog.to_console(f"run dir: {cfg.run_dir}")  # train.log's header names it too
     try:
         validate(cfg)
         joblog.write_header(cfg, joblog.command_line(hydra_cfg, multirun))
@@ -85,6 +86,9 @@ def _fail(message: str, exit_code: int, mode: RunMode) -> None:
 
 
 def main() -> None:
+    if any(a in ("--help", "-h") for a in sys.argv[1:]):
+        print(help_text())
+        return
     register_configs()
     hydra_support.install()
     if any(a in ("--cfg", "-c") or a.startswith("--cfg=") for a in sys.argv[1:]) and "--resolve" not in sys.argv:

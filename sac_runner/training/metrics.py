@@ -41,7 +41,7 @@ class IntervalMetrics:
         row = {}
         for key, value in zip(self.names, (self._sum / self._count).tolist()):
             if not np.isfinite(value):
-                raise NonFiniteError(f"{key} became {value} (non-finite) {where}; {kept}")
+                raise NonFiniteError(f"{key} became {value} {where}; {kept}")
             row[key] = value
         return row
 

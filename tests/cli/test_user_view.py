@@ -67,3 +67,40 @@ def test_the_first_console_line_names_the_run_dir(tmp_path):
     assert result.returncode == 0, result.stderr
     first = [ln for ln in (result.stdout + result.stderr).splitlines() if "[INFO]" in ln][0]
     assert f"run dir: {run_dir}" in first
+
+
+# ---- sac-eval fits the way runs are laid out ----
+
+@pytest.fixture(scope="module")
+def small_sweep(tmp_path_factory):
+    from helpers import tiny_run
+
+    sweep = tmp_path_factory.mktemp("sweep")
+    for seed in (0, 1):
+        tiny_run(sweep / f"s{seed}", f"seed={seed}")
+    (sweep / "report").mkdir()
+    (sweep / "report" / "summary.md").write_text("a report, not a run\n")
+    return sweep
+
+
+def test_sac_eval_takes_a_sweep_dir_and_skips_a_report_folder(small_sweep, tmp_path, capsys):
+    from sac_runner.cli.eval import main as sac_eval
+
+    assert sac_eval([str(small_sweep), "--out", str(tmp_path / "all")]) == 0
+    out = capsys.readouterr().out
+    assert "[1/2]" in out and "[2/2]" in out and "s0" in out and "s1" in out
+    assert sac_eval([*(str(p) for p in sorted(small_sweep.iterdir())), "--out", str(tmp_path / "glob")]) == 0
+    captured = capsys.readouterr()
+    assert "[2/2]" in captured.out and f"skipped {small_sweep / 'report'}" in captured.err
+
+
+def test_a_second_evaluation_keeps_the_first(small_sweep, capsys):
+    from sac_runner.cli.eval import main as sac_eval
+
+    run = small_sweep / "s0"
+    assert sac_eval([str(run)]) == 0
+    assert sac_eval([str(run), "--episodes", "2"]) == 0
+    capsys.readouterr()
+    first = (run / "eval" / "eval.json").read_text()
+    second = (run / "eval.2" / "eval.json").read_text()
+    assert first != second

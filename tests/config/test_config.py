@@ -100,7 +100,10 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     (["hyperparameters.batch_size=512", "hyperparameters.buffer_size=256"], "at most hyperparameters.buffer_size"),
     (["env=Cheetah"], "Could not find 'env/Cheetah' Available options in 'env': Ant, HalfCheetah,"),
     (["env.id=HalfCheeta-v5"], "did you mean HalfCheetah-v5"),
-    (["foo=1"], "Could not override 'foo'"),
+    (["foo=1"], "foo is not a known key; the config takes: algorithm, env, network"),
+    (["algorithm.target_entropy_scal=0.5"], "algorithm.target_entropy_scal is not a known key; did you mean "
+                                            "algorithm.target_entropy_scale"),
+    (["hyperparameters.batchsize=3"], "did you mean hyperparameters.batch_size?"),
     (["seed=x"], "seed=x is not allowed: expected a value of type Integer"),
 ])
 def test_cli_prints_one_line_and_exits_non_zero(tmp_path, args, expected):
@@ -115,8 +118,14 @@ def test_cli_prints_one_line_and_exits_non_zero(tmp_path, args, expected):
 def test_cli_help_lists_groups_and_options(tmp_path):
     result = run_cli("--help", cwd=tmp_path)
     assert result.returncode == 0
-    assert "env: Ant, HalfCheetah, Hopper, Humanoid, InvertedPendulum, Pendulum, Walker2d" in result.stdout
-    assert "algorithm: ddpg, sac, sac_fixed_alpha, td3" in result.stdout
+    lines = result.stdout.splitlines()
+    listed = {ln.split()[0] for ln in lines if ln.startswith("    ")}
+    assert {"Ant", "HalfCheetah", "Hopper", "Humanoid", "InvertedPendulum", "Pendulum", "Walker2d", "dmc", "ddpg",
+            "sac", "sac_fixed_alpha", "td3", "default", "paper"} <= listed
+    assert "generic" not in listed and "schema/algorithm" not in result.stdout  # bases stay out of the list
+    assert "    sac                Soft Actor-Critic with automatic temperature adjustment (learned alpha)" in lines
+    assert any(ln.startswith("  debug: ") for ln in lines) and any(ln.startswith("  joblib (") for ln in lines)
+    assert max(len(ln) for ln in lines) <= 120
     assert "sac-run env=HalfCheetah" in result.stdout
 
 
