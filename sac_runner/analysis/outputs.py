@@ -6,6 +6,7 @@ import io
 import math
 import os
 import textwrap
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -36,30 +37,64 @@ def y_label(groups: Sequence[Group], metric: str = DEFAULT_METRIC) -> str:
     return f"eval return (deterministic, {'/'.join(episodes)} {unit})"
 
 
+@dataclass
+class FigureStyle:
+    """What a user may set about a figure: legend labels (auto label -> text), smoothing (a moving average over
+    this many evaluations), the x range, the size in inches, the file format (png, pdf, svg)."""
+    labels: dict[str, str] = field(default_factory=dict)
+    smooth: int = 1
+    xlim: tuple[float | None, float | None] = (None, None)
+    size: tuple[float, float] | None = None
+    format: str = "png"
+
+
+FORMATS = ("png", "pdf", "svg")
+LINE_STYLES = ("-", (0, (5, 1.5)), (0, (1, 1)), (0, (4, 1, 1, 1)))  # after 10 colours, the next style
+
+
+def smoothed(values: np.ndarray, window: int) -> np.ndarray:
+    """A trailing moving average over `window` points (the first points average what there is)."""
+    if window <= 1 or values.size == 0:
+        return values
+    out = np.full(values.shape, np.nan)
+    for i in range(values.size):
+        chunk = values[max(0, i - window + 1):i + 1]
+        chunk = chunk[np.isfinite(chunk)]
+        out[i] = chunk.mean() if chunk.size else np.nan
+    return out
+
+
 def draw_curves(groups: Sequence[Group], metric: str = DEFAULT_METRIC,
-                n_boot: int = DEFAULT_BOOTSTRAP, seed: int = DEFAULT_SEED):
+                n_boot: int = DEFAULT_BOOTSTRAP, seed: int = DEFAULT_SEED, style: FigureStyle | None = None):
     """One subplot per env: per configuration the mean line, its bootstrap band, and its seeds as
     thin lines (gid "seed") when there are fewer than FEW_SEEDS. Returns the matplotlib Figure."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
+    style = style or FigureStyle()
     envs = sorted({g.env_id for g in groups})
-    fig, axes = env_axes(len(envs))
+    fig, axes = env_axes(len(envs), size=style.size)
     for ax, env in zip(axes, envs):
         env_groups = [gr for gr in groups if gr.env_id == env]
         handles = []
         for i, g in enumerate(env_groups):
             steps, mean, low, high, n = aggregate_curve(g.runs, n_boot, seed)
-            color = f"C{i % 10}"
+            mean, low, high = (smoothed(x, style.smooth) for x in (mean, low, high))
+            color, dashes = f"C{i % 10}", LINE_STYLES[(i // 10) % len(LINE_STYLES)]
             if len(g.runs) < FEW_SEEDS:
                 for r in g.runs:
-                    ax.plot(r.steps, r.values, color=color, linewidth=0.6, alpha=0.5, gid="seed")
+                    ax.plot(r.steps, smoothed(r.values, style.smooth), color=color, linewidth=0.6, alpha=0.5,
+                            gid="seed")
             full = np.where(n == len(g.runs), mean, np.nan)
             ax.plot(steps, mean, color=color, linestyle="--", linewidth=1.0)
             few = "<5 " if len(g.runs) < FEW_SEEDS else ""
-            line, = ax.plot(steps, full, color=color, marker="o" if steps.size == 1 else None,
-                            label=f"{g.label} ({few}n={len(g.runs)})", gid="mean")
-            ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0, gid="band")
+            label = style.labels.get(g.label, style.labels.get(g.short_label, g.short_label or g.label))
+            line, = ax.plot(steps, full, color=color, linestyle=dashes, marker="o" if steps.size == 1 else None,
+                            label=f"{label} ({few}n={len(g.runs)})", gid="mean")
+            if len(g.runs) > 1:  # one run has no spread to show
+                ax.fill_between(steps, low, high, color=color, alpha=0.12, linewidth=0, gid="band")
+                for edge in (low, high):
+                    ax.plot(steps, edge, color=color, linewidth=0.4, alpha=0.6)
             handles.append(line)
         handles.append((Patch(color="0.5", alpha=0.3, linewidth=0),
                         Line2D([], [], color="0.3")))
@@ -69,7 +104,9 @@ def draw_curves(groups: Sequence[Group], metric: str = DEFAULT_METRIC,
             labels.append(SEED_LINES_LABEL)
         ax.set_title(env)
         ax.set_xlabel("env steps")
-        ax.set_ylabel(y_label(env_groups, metric))
+        ax.set_ylabel(y_label(env_groups, metric) + (f", moving average of {style.smooth}" if style.smooth > 1
+                                                      else ""))
+        ax.set_xlim(*style.xlim)
         ax.grid(True, alpha=0.3)
         ax.legend(handles, labels, fontsize=7, loc="best")
     fig.tight_layout()
@@ -78,9 +115,11 @@ def draw_curves(groups: Sequence[Group], metric: str = DEFAULT_METRIC,
 
 def plot_curves(groups: Sequence[Group], out_path: str | os.PathLike,
                 metric: str = DEFAULT_METRIC, n_boot: int = DEFAULT_BOOTSTRAP,
-                seed: int = DEFAULT_SEED) -> Path:
-    out_path = Path(out_path)
-    draw_curves(groups, metric, n_boot, seed).savefig(out_path, format="png", dpi=110)
+                seed: int = DEFAULT_SEED, style: FigureStyle | None = None) -> Path:
+    """The curves written to out_path (its suffix set to the style's format)."""
+    style = style or FigureStyle()
+    out_path = Path(out_path).with_suffix(f".{style.format}")
+    draw_curves(groups, metric, n_boot, seed, style).savefig(out_path, format=style.format, dpi=150)
     return out_path
 
 
@@ -115,8 +154,11 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def _with_ci(value: float, low: float, high: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.2f} [{low:.2f}, {high:.2f}]"
+def _with_ci(value: float, low: float, high: float, n: int = 2) -> str:
+    """value [CI]; one run has no CI to show."""
+    if math.isnan(value):
+        return "n/a"
+    return f"{value:.2f}" if n < 2 else f"{value:.2f} [{low:.2f}, {high:.2f}]"
 
 
 FEW_MARK = "(few)"
@@ -154,10 +196,10 @@ def summary_markdown(summaries: Sequence[Summary], metric: str = DEFAULT_METRIC)
         best_n = "" if s.best.n == s.n_seeds else f" (n={s.best.n})"
         cells = [
             _md_cell(s.env_id), _md_cell(s.label), f"{s.n_seeds} {FEW_MARK}" if s.few_seeds else str(s.n_seeds),
-            _with_ci(s.final.mean, s.final.ci_low, s.final.ci_high),
-            _with_ci(s.final.iqm, s.final.iqm_low, s.final.iqm_high),
-            _with_ci(s.best.mean, s.best.ci_low, s.best.ci_high) + best_n,
-            _with_ci(s.best.iqm, s.best.iqm_low, s.best.iqm_high) + best_n, steps,
+            _with_ci(s.final.mean, s.final.ci_low, s.final.ci_high, s.final.n),
+            _with_ci(s.final.iqm, s.final.iqm_low, s.final.iqm_high, s.final.n),
+            _with_ci(s.best.mean, s.best.ci_low, s.best.ci_high, s.best.n) + best_n,
+            _with_ci(s.best.iqm, s.best.iqm_low, s.best.iqm_high, s.best.n) + best_n, steps,
         ]
         lines.append("| " + " | ".join(cells) + " |")
     if any(s.few_seeds for s in summaries):
@@ -169,19 +211,32 @@ def summary_markdown(summaries: Sequence[Summary], metric: str = DEFAULT_METRIC)
     return "\n".join(lines) + "\n"
 
 
-def env_axes(n: int, max_cols: int = 3):
+def env_axes(n: int, max_cols: int = 3, size: tuple[float, float] | None = None):
     """A figure with one subplot per env (at most `max_cols` a row), unused axes hidden: (figure, axes)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     ncols = min(max_cols, n)
     nrows = math.ceil(n / ncols)
-    fig = Figure(figsize=(5.5 * ncols, 4.0 * nrows))
+    fig = Figure(figsize=size or (5.5 * ncols, 4.0 * nrows))
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax in axes[n:]:
         ax.set_visible(False)
     return fig, axes
+
+
+def _honest_ylim(ax, values: list[float], least: float = 0.1) -> None:
+    """A y-range at least `least` of the values' magnitude: a difference of 0.3 on returns near 1000 stays flat
+    instead of filling the plot as a peak."""
+    values = [v for v in values if np.isfinite(v)]
+    if not values:
+        return
+    low, high = min(values), max(values)
+    need = least * max(abs(low), abs(high), 1e-9)
+    if high - low < need:
+        middle = (high + low) / 2
+        ax.set_ylim(middle - need / 2, middle + need / 2)
 
 
 def plot_robustness(groups: list[dict], xlabel: str, path: Path) -> Path:
@@ -191,16 +246,24 @@ def plot_robustness(groups: list[dict], xlabel: str, path: Path) -> Path:
     envs = sorted({g["env_id"] for g in groups})
     fig, axes = env_axes(len(envs), max_cols=len(envs))
     for ax, env_id in zip(axes, envs):
+        spans = []
         for g in (g for g in groups if g["env_id"] == env_id):
             x = [r["level"] for r in g["levels"]]
-            y = [r["mean"] for r in g["levels"]]
+            y = np.array([r["mean"] for r in g["levels"]])
             n = max(r["n_runs"] for r in g["levels"])
-            ax.plot(x, y, marker="o", label=textwrap.fill(f"{g['label']} (n={n})", 70))
-            ax.fill_between(x, [r["ci_low"] for r in g["levels"]], [r["ci_high"] for r in g["levels"]], alpha=0.2)
+            if n > 1:
+                low, high, what = [r["ci_low"] for r in g["levels"]], [r["ci_high"] for r in g["levels"]], "95% CI"
+            else:  # one run: its spread over episodes
+                std = np.array([r.get("episode_std", 0.0) for r in g["levels"]])
+                low, high, what = y - std, y + std, "±1 std over episodes"
+            ax.plot(x, y, marker="o", label=textwrap.fill(f"{g['label']} (n={n}; band: {what})", 70))
+            ax.fill_between(x, low, high, alpha=0.2)
             ax.set_xticks(x)
+            spans += [*low, *high, *y]
+        _honest_ylim(ax, spans)
         ax.set_title(env_id)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("eval return (mean over runs, 95% bootstrap CI)")
+        ax.set_ylabel("eval return (mean over runs)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15))  # below: labels can be long
     fig.savefig(path, dpi=120, bbox_inches="tight")

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from sac_runner.config.identity import canonical as _canon
 from sac_runner.config.identity import experiment_config as _experiment_keys
-from sac_runner.config.identity import flatten
+from sac_runner.config.identity import flatten, short_items
 from sac_runner.errors import ConfigError
 from sac_runner.runs.rundir import RunDir
 
@@ -73,7 +73,8 @@ class Group:
     env_id: str
     config: dict[str, Any]  # experiment keys of the first run, seed aside
     runs: list[Run] = field(default_factory=list)
-    label: str = ""
+    label: str = ""  # the keys that vary between configurations of the env, in full (tables, CSV)
+    short_label: str = ""  # the same with short key names (figure legends)
 
 
 # ---------------------------------------------------------------- finding runs
@@ -334,8 +335,9 @@ def group_runs(runs: Sequence[Run], warn: Warn = _stderr) -> list[Group]:
                 g.label = ", ".join(
                     f"{k}={format_value(g.config.get(k, _UNSET))}" for k in varying
                 )
+                g.short_label = " ".join(short_items({k: g.config.get(k, _UNSET) for k in varying}))
             else:
-                g.label = format_value(g.config.get("algorithm.name", "default"))
+                g.label = g.short_label = format_value(g.config.get("algorithm.name", "default"))
     for g in groups.values():
         g.runs.sort(key=lambda r: (str(r.seed), str(r.path)))
         seeds = [_canon(r.seed) for r in g.runs if r.seed is not None]

@@ -172,8 +172,10 @@ def group_results(results: list[RunResult], configs: list[dict], swept: str | No
         for i, level in enumerate(levels):
             means = [m.levels[i].mean for m in members]
             lo, hi = bootstrap_ci(means, n_boot)
-            rows.append({"level": level, "mean": float(np.mean(means)), "ci_low": lo, "ci_high": hi,
-                         "n_runs": len(means)})
+            row = {"level": level, "mean": float(np.mean(means)), "ci_low": lo, "ci_high": hi, "n_runs": len(means)}
+            if len(members) == 1:  # no spread across runs: the one run's spread across its episodes instead
+                row["episode_std"] = members[0].levels[i].std
+            rows.append(row)
         groups.append({"env_id": g.env_id, "label": g.label, "runs": [m.path for m in members], "levels": rows})
     return groups
 
@@ -194,8 +196,9 @@ def markdown(results: list[RunResult], groups: list[dict], swept: str | None, st
         for g in groups:
             for row in g["levels"]:
                 level = f"{row['level']:g}" if swept else "-"
-                lines.append(f"| {g['env_id']} | {g['label']} | {level} | {row['mean']:.2f} | "
-                             f"[{row['ci_low']:.2f}, {row['ci_high']:.2f}] | {row['n_runs']} |")
+                ci = f"[{row['ci_low']:.2f}, {row['ci_high']:.2f}]" if row["n_runs"] > 1 else "- (one run)"
+                lines.append(f"| {g['env_id']} | {g['label']} | {level} | {row['mean']:.2f} | {ci} | "
+                             f"{row['n_runs']} |")
     return "\n".join(lines) + "\n"
 
 

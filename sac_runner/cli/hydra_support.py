@@ -13,13 +13,16 @@ from pathlib import Path
 import hydra._internal.hydra as hydra_internal
 import hydra._internal.utils as hydra_utils
 import yaml
+from hydra import compose, initialize_config_module
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from sac_runner import algorithms
-from sac_runner.cli.common import EXIT_INTERRUPTED
+from sac_runner.cli.common import EXIT_INTERRUPTED, print_error
 from sac_runner.config.schema import config_tree
 from sac_runner.config.validation import validate
 from sac_runner.envs.families import route_messages
@@ -27,6 +30,14 @@ from sac_runner.errors import EXIT_USER_ERROR, ConfigError, UserFacingError
 from sac_runner.runs import rundir
 from sac_runner.runs.resume import check_resumable, resolve_resume
 from sac_runner.training.setup import recorded_config
+
+
+class SweepStopped(KeyboardInterrupt):
+    """A sweep job stopped by a signal (after its checkpoint): the sweep stops with it."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.message, self.exit_code = message, exit_code
 
 
 class JobFailed(UserFacingError):
@@ -150,6 +161,9 @@ def _report_errors(func):
     except JobFailed as e:
         print(f"sac-run: error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
+    except SweepStopped as e:
+        print_error("sac-run", e.message, e.exit_code)
+        sys.exit(e.exit_code)
     except KeyboardInterrupt:  # a second Ctrl-C while training stops at once
         print("sac-run: interrupted by a second Ctrl-C; the last checkpoint (if any) is kept, and rerunning the same "
               "command resumes from it", file=sys.stderr)
@@ -185,3 +199,24 @@ def install() -> None:
         hydra_internal.run_job._guarded = True
 
 
+
+
+# ---- a sweep's jobs, without launching them ----
+
+def sweep_jobs(overrides: list[str]) -> list[list[str]]:
+    """The override list of each job `sac-run -m <overrides>` would launch, as Hydra's basic sweeper expands them
+    (a preset's hydra.sweeper.params first, then the command line)."""
+    parser = OverridesParser.create()
+    fixed = [o.input_line for o in parser.parse_overrides(overrides) if not o.is_sweep_override()]
+    with initialize_config_module("sac_runner.conf", version_base="1.3"):
+        cfg = compose("config", fixed, return_hydra_config=True)
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=False) if cfg.hydra.sweeper.get("params") \
+        else {}
+    lines = [f"{k}={v}" for k, v in params.items()] + list(overrides)
+    batches = BasicSweeper.split_arguments(parser.parse_overrides(lines), None)
+    return [job for batch in batches for job in batch]
+
+
+def job_config(overrides: list[str]):
+    with initialize_config_module("sac_runner.conf", version_base="1.3"):
+        return compose("config", overrides)

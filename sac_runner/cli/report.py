@@ -62,7 +62,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from sac_runner.analysis.outputs import plot_curves, summary_csv, summary_markdown
+from sac_runner.analysis.outputs import FORMATS, FigureStyle, plot_curves, summary_csv, summary_markdown
 from sac_runner.analysis.runs import (
     DEFAULT_METRIC,
     ReportError,
@@ -99,7 +99,37 @@ def build_parser() -> ArgumentParser:
                    help=f"bootstrap resamples (default: {DEFAULT_BOOTSTRAP})")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED,
                    help=f"bootstrap RNG seed (default: {DEFAULT_SEED})")
+    g = p.add_argument_group("the figure")
+    g.add_argument("--label", action="append", default=[], metavar="AUTO=TEXT",
+                   help="legend text for a configuration, e.g. --label 'target_entropy_scale=0.5=SAC, half target' "
+                        "(AUTO: the label the figure shows, or the table's; repeatable)")
+    g.add_argument("--smooth", type=int, default=1, metavar="N", help="moving average over N evaluations (default 1)")
+    g.add_argument("--xmin", type=float, help="x-axis start (env steps)")
+    g.add_argument("--xmax", type=float, help="x-axis end (env steps)")
+    g.add_argument("--size", metavar="W,H", help="figure size in inches, e.g. 6,4")
+    g.add_argument("--format", choices=FORMATS, default="png", help="png (default), or vector: pdf, svg")
     return p
+
+
+def figure_style(args) -> FigureStyle:
+    labels = {}
+    for item in args.label:
+        auto, sep, text = item.rpartition("=")
+        if not sep or not auto or not text:
+            raise UsageError(f"--label {item!r} is not allowed: expected AUTO=TEXT")
+        labels[auto] = text
+    if args.smooth < 1:
+        raise UsageError(f"--smooth={args.smooth} is not allowed: expected an integer >= 1")
+    size = None
+    if args.size:
+        try:
+            w, h = (float(x) for x in args.size.split(","))
+        except ValueError:
+            raise UsageError(f"--size={args.size!r} is not allowed: expected W,H in inches, e.g. 6,4") from None
+        if w <= 0 or h <= 0:
+            raise UsageError(f"--size={args.size!r} is not allowed: expected positive sizes")
+        size = (w, h)
+    return FigureStyle(labels=labels, smooth=args.smooth, xlim=(args.xmin, args.xmax), size=size, format=args.format)
 
 
 def default_out_dir(paths: Sequence[str]) -> Path:
@@ -115,6 +145,7 @@ def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.bootstrap < 1:
         raise UsageError(f"--bootstrap={args.bootstrap} is not allowed: expected an integer >= 1")
+    style = figure_style(args)
     notes: list[str] = []  # skipped dirs and rows: printed once there is a report to go with them
     run_dirs = find_runs(args.paths, warn=notes.append)
     runs = []
@@ -136,11 +167,11 @@ def _run(argv: Sequence[str] | None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.md").write_text(md, encoding="utf-8")
     (out / "summary.csv").write_text(summary_csv(summaries), encoding="utf-8")
-    plot_curves(groups, out / "learning_curves.png", args.metric, args.bootstrap, args.seed)
+    figure = plot_curves(groups, out / "learning_curves.png", args.metric, args.bootstrap, args.seed, style)
 
     sys.stdout.write(md)
     _stderr(f"{len(runs)} run(s) in {len(groups)} configuration(s); wrote "
-            f"{out / 'learning_curves.png'}, {out / 'summary.md'}, {out / 'summary.csv'}")
+            f"{figure}, {out / 'summary.md'}, {out / 'summary.csv'}")
     return 0
 
 

@@ -17,9 +17,10 @@ from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from sac_runner.cli import hydra_support, joblog  # noqa: E402
-from sac_runner.cli.common import print_error  # noqa: E402
+from sac_runner.cli.common import print_error, run_tool  # noqa: E402
+from sac_runner.cli.dry_run import main as dry_run  # noqa: E402
 from sac_runner.cli.help import help_text  # noqa: E402
-from sac_runner.cli.hydra_support import JobFailed  # noqa: E402
+from sac_runner.cli.hydra_support import JobFailed, SweepStopped  # noqa: E402
 from sac_runner.cli.process import keep_freed_memory  # noqa: E402
 from sac_runner.config.registration import register_configs  # noqa: E402
 from sac_runner.config.validation import validate  # noqa: E402
@@ -72,15 +73,18 @@ def _locked_run_dir(cfg: DictConfig) -> rundir.RunDirLock:
 
 
 def _fail(message: str, exit_code: int, mode: RunMode) -> None:
-    """End the job on a user-facing problem. A single run prints one line and exits; a sweep job raises
-    so that the launcher records it and goes on with the other jobs."""
-    if mode == RunMode.MULTIRUN:
-        log.error("%s", message)
-        raise JobFailed(message, exit_code)
+    """End the job on a user-facing problem. A single run prints one line and exits; a sweep job raises so that
+    the launcher records it and goes on with the other jobs, unless it was stopped by a signal: then the whole
+    sweep stops (SweepStopped gets past the launcher, which records only Exceptions)."""
     record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, None, None)
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
             handler.handle(record)  # the run's log file keeps the reason too
+    if mode == RunMode.MULTIRUN:
+        if exit_code > 128:
+            raise SweepStopped(message, exit_code)  # printed once, by the error reporter
+        log.error("%s", message)
+        raise JobFailed(message, exit_code)
     print_error("sac-run", message, exit_code)
     sys.exit(exit_code)
 
@@ -91,6 +95,8 @@ def main() -> None:
         return
     register_configs()
     hydra_support.install()
+    if "--dry-run" in sys.argv[1:]:
+        sys.exit(run_tool("sac-run", lambda: dry_run(sys.argv[1:])))
     if any(a in ("--cfg", "-c") or a.startswith("--cfg=") for a in sys.argv[1:]) and "--resolve" not in sys.argv:
         sys.argv.append("--resolve")  # --cfg shows values: the budgets an env.id gets are resolved from presets
     try:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import os
 import re
+import sys
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -33,7 +36,10 @@ def registered_id(env_id: str, entry_point: str | None = None) -> str:
 
 
 def _import(module: str, what: str):
-
+    """A user's module, found on sys.path or in the current dir (console scripts do not put it on the path)."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)
     try:
         return importlib.import_module(module)
     except Exception as e:  # the user's module: any error in it is theirs to fix
@@ -94,7 +100,9 @@ def make_env(env_id: str, render_size: int | None = None, max_episode_steps: int
         kwargs["render_mode"] = "rgb_array"
         kwargs.update(family_of_id(gym_id).render_kwargs(render_size))
     try:
-        env = gym.make(gym_id, **kwargs)
+        with warnings.catch_warnings():  # Box bounds of +-inf cast to float32 (DeepMind Control): not the user's
+            warnings.filterwarnings("ignore", "overflow encountered in cast", RuntimeWarning)
+            env = _flat(gym.make(gym_id, **kwargs))
     except gym.error.DependencyNotInstalled as e:
         raise ConfigError(f"env.id={env_id!r} needs packages that are not installed: "
                           f"{' '.join(str(e).split())}") from None
@@ -114,12 +122,15 @@ def make_env(env_id: str, render_size: int | None = None, max_episode_steps: int
     if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
         env.close()
         raise ConfigError(f"env.id={env_id!r} has unbounded actions; SAC's tanh policy needs finite bounds")
-    if isinstance(env.observation_space, gym.spaces.Dict):  # DeepMind Control's named observations
-        env = gym.wrappers.FlattenObservation(env)
     if action_repeat > 1:
         env = ActionRepeat(env, action_repeat)
     ones = np.ones(space.shape, dtype=np.float32)
     return gym.wrappers.RescaleAction(env, -ones, ones)
+
+
+def _flat(env: gym.Env) -> gym.Env:
+    """DeepMind Control's named observations (a Dict space) as one flat vector."""
+    return gym.wrappers.FlattenObservation(env) if isinstance(env.observation_space, gym.spaces.Dict) else env
 
 
 def _check_kwargs(env_id: str, gym_id: str, kwargs: dict, key: str) -> None:

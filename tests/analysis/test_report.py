@@ -387,11 +387,42 @@ def test_plot_draws_seeds_of_small_groups_labels_band_and_axes(tmp_path):
     seed_lines = [line for line in ax.lines if line.get_gid() == "seed"]
     assert len(seed_lines) == 2  # the 2-seed group's seeds; none of the 5-seed group's
     assert sorted(line.get_ydata()[-1] for line in seed_lines) == [5.0, 6.0]
-    assert all(line.get_linewidth() < ax.lines[-1].get_linewidth() for line in seed_lines)
+    means = [line for line in ax.lines if line.get_gid() == "mean"]
+    assert all(line.get_linewidth() < mean.get_linewidth() for line in seed_lines for mean in means)
     assert len([c for c in ax.collections if c.get_gid() == "band"]) == 2
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ["algorithm.target_entropy_scale=0.5 (<5 n=2)", "algorithm.target_entropy_scale=2.0 (n=5)",
+    assert legend == ["target_entropy_scale=0.5 (<5 n=2)", "target_entropy_scale=2.0 (n=5)",  # short key names
                       "mean, 95% bootstrap CI", "single seeds (n < 5)"]
     assert ax.get_xlabel() == "env steps"
     assert ax.get_ylabel() == "eval return (deterministic, 5 episodes)"  # make_run: eval_episodes 5
     assert outputs.draw_curves(groups, metric="eval/return_std", n_boot=10).axes[0].get_ylabel() == "eval/return_std"
+
+
+def test_figure_options_labels_smoothing_range_size_and_vector_formats(tmp_path):
+    for seed in range(3):
+        make_run(tmp_path / "runs" / f"a{seed}", seed=seed, scale=0.5,
+                 evals=[(1000 * i, float(i % 2) + seed) for i in range(6)])
+    make_run(tmp_path / "runs" / "b0", seed=0, scale=2.0, evals=[(1000 * i, 10.0) for i in range(6)])
+    groups = discovery.group_runs([discovery.load_run(d) for d in discovery.find_runs([tmp_path / "runs"])])
+    style = outputs.FigureStyle(labels={"target_entropy_scale=0.5": "half the target"}, smooth=2,
+                                xlim=(1000, 4000), size=(6.0, 4.0))
+    fig = outputs.draw_curves(groups, n_boot=50, style=style)
+    (ax,) = fig.axes
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[:2] == ["half the target (<5 n=3)", "target_entropy_scale=2.0 (<5 n=1)"]
+    assert ax.get_xlim() == (1000.0, 4000.0) and tuple(fig.get_size_inches()) == (6.0, 4.0)
+    (mean,) = [line for line in ax.lines if line.get_gid() == "mean" and line.get_label().startswith("half")]
+    assert list(mean.get_ydata())[1:] == [1.5] * 5  # alternating 1, 2 (mean over seeds) smoothed over 2 evals
+    assert len([c for c in ax.collections if c.get_gid() == "band"]) == 1  # one run has no band
+    for fmt in ("pdf", "svg"):
+        assert report_cli.main([str(tmp_path / "runs"), "--out", str(tmp_path / fmt), "--format", fmt,
+                                "--smooth", "2", "--size", "6,4", "--label", "target_entropy_scale=2.0=one run"]) == 0
+        assert (tmp_path / fmt / f"learning_curves.{fmt}").stat().st_size > 0
+    assert report_cli.main([str(tmp_path / "runs"), "--size", "big"]) == 2
+
+
+def test_a_single_run_has_no_ci_in_the_table(tmp_path, capsys):
+    make_run(tmp_path / "only", seed=0, evals=[(1000, 5.0), (2000, 7.0)])
+    assert report_cli.main([str(tmp_path / "only"), "--out", str(tmp_path / "out")]) == 0
+    row = md_data_rows(tmp_path / "out" / "summary.md")[0]
+    assert "7.00" in row and "[7.00, 7.00]" not in row

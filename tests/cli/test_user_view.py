@@ -104,3 +104,41 @@ def test_a_second_evaluation_keeps_the_first(small_sweep, capsys):
     first = (run / "eval" / "eval.json").read_text()
     second = (run / "eval.2" / "eval.json").read_text()
     assert first != second
+
+
+# ---- sweeps that are safe to start and stop ----
+
+def test_a_dry_run_lists_the_jobs_and_launches_nothing(tmp_path):
+    result = sac_run("-m", "+experiment=paper", "env=Hopper", "--dry-run", cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "sac-run: dry run of 20 job(s):"
+    assert sum(ln.startswith("  #") for ln in lines) == 20
+    assert "algorithm=td3" in result.stdout and "seed=4" in result.stdout
+    assert "20 job(s), 20,000,000 env steps in all: about 37.0 h" in lines[-1]
+    assert not (tmp_path / "multirun").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_whole_sweep_and_rerunning_its_command_finishes_it(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", "debug=default", "env=Pendulum", "seed=0,1", "total_steps=4000", "log_every=50",
+            "checkpoint_every=0", f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.Popen([SAC_RUN, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    first = sweep / "seed=0" / "metrics.jsonl"
+    deadline = time.time() + 180
+    while not (first.exists() and first.stat().st_size) and time.time() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 128 + signal.SIGINT, err
+    assert not (sweep / "seed=1").exists()  # the next job never started
+    (line,) = [ln for ln in err.splitlines() if "Resume with:" in ln]
+    command = shlex.split(line.split("Resume with: ", 1)[1])
+    assert command[:2] == ["sac-run", "-m"] and f"hydra.sweep.dir={sweep}" in command
+    done = subprocess.run([SAC_RUN, *command[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    for seed in (0, 1):
+        assert (sweep / f"seed={seed}" / "model.pt").is_file()
+    assert "Resumed from" in (sweep / "seed=0" / "train.log").read_text()
