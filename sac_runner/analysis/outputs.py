@@ -81,7 +81,7 @@ def draw_curves(groups: Sequence[Group], metric: str = DEFAULT_METRIC,
             steps, mean, low, high, n = aggregate_curve(g.runs, n_boot, seed)
             mean, low, high = (smoothed(x, style.smooth) for x in (mean, low, high))
             color, dashes = f"C{i % 10}", LINE_STYLES[(i // 10) % len(LINE_STYLES)]
-            if len(g.runs) < FEW_SEEDS:
+            if 1 < len(g.runs) < FEW_SEEDS:  # one run's line is its mean line
                 for r in g.runs:
                     ax.plot(r.steps, smoothed(r.values, style.smooth), color=color, linewidth=0.6, alpha=0.5,
                             gid="seed")
@@ -96,10 +96,11 @@ def draw_curves(groups: Sequence[Group], metric: str = DEFAULT_METRIC,
                 for edge in (low, high):
                     ax.plot(steps, edge, color=color, linewidth=0.4, alpha=0.6)
             handles.append(line)
-        handles.append((Patch(color="0.5", alpha=0.3, linewidth=0),
-                        Line2D([], [], color="0.3")))
-        labels = [h.get_label() for h in handles[:-1]] + [BAND_LABEL]
-        if any(len(g.runs) < FEW_SEEDS for g in env_groups):
+        labels = [h.get_label() for h in handles]
+        if any(len(g.runs) > 1 for g in env_groups):
+            handles.append((Patch(color="0.5", alpha=0.3, linewidth=0), Line2D([], [], color="0.3")))
+            labels.append(BAND_LABEL)
+        if any(1 < len(g.runs) < FEW_SEEDS for g in env_groups):
             handles.append(Line2D([], [], color="0.3", linewidth=0.6, alpha=0.5))
             labels.append(SEED_LINES_LABEL)
         ax.set_title(env)
@@ -108,7 +109,8 @@ def draw_curves(groups: Sequence[Group], metric: str = DEFAULT_METRIC,
                                                       else ""))
         ax.set_xlim(*style.xlim)
         ax.grid(True, alpha=0.3)
-        ax.legend(handles, labels, fontsize=7, loc="best")
+        ax.legend(handles, labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1,
+                  frameon=False)  # below the axes: it never hides a curve
     fig.tight_layout()
     return fig
 
@@ -119,7 +121,8 @@ def plot_curves(groups: Sequence[Group], out_path: str | os.PathLike,
     """The curves written to out_path (its suffix set to the style's format)."""
     style = style or FigureStyle()
     out_path = Path(out_path).with_suffix(f".{style.format}")
-    draw_curves(groups, metric, n_boot, seed, style).savefig(out_path, format=style.format, dpi=150)
+    draw_curves(groups, metric, n_boot, seed, style).savefig(out_path, format=style.format, dpi=150,
+                                                              bbox_inches="tight")
     return out_path
 
 

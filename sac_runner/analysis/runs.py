@@ -311,6 +311,22 @@ def experiment_config(config: dict[str, Any]) -> dict[str, Any]:
     return _experiment_keys(config, seed=False)
 
 
+def _without_implied(varying: list[str], groups: list[Group]) -> list[str]:
+    """When algorithm.name varies, its own keys that follow from it (each name has one value of them across the
+    groups: alpha and learn_alpha of sac against sac_fixed_alpha) add nothing to a label."""
+    if "algorithm.name" not in varying:
+        return varying
+    implied = []
+    for k in varying:
+        if k.startswith("algorithm.") and k != "algorithm.name":
+            by_name: dict[Any, set] = {}
+            for g in groups:
+                by_name.setdefault(_canon(g.config.get("algorithm.name")), set()).add(_canon(g.config.get(k, _UNSET)))
+            if all(len(values) == 1 for values in by_name.values()):
+                implied.append(k)
+    return [k for k in varying if k not in implied]
+
+
 def group_runs(runs: Sequence[Run], warn: Warn = _stderr) -> list[Group]:
     """Group runs that differ only in run settings and seed; groups sorted by env, label."""
     groups: dict[Any, Group] = {}
@@ -330,12 +346,15 @@ def group_runs(runs: Sequence[Run], warn: Warn = _stderr) -> list[Group]:
             k for k in keys
             if len({_canon(g.config.get(k, _UNSET)) for g in env_groups}) > 1
         ]
+        varying = _without_implied(varying, env_groups)
         for g in env_groups:
             if varying:
                 g.label = ", ".join(
                     f"{k}={format_value(g.config.get(k, _UNSET))}" for k in varying
                 )
-                g.short_label = " ".join(short_items({k: g.config.get(k, _UNSET) for k in varying}))
+                name = [format_value(g.config.get("algorithm.name"))] if "algorithm.name" in varying else []
+                rest = {k: g.config.get(k, _UNSET) for k in varying if k != "algorithm.name"}
+                g.short_label = " ".join(name + short_items(rest))  # the algorithm by its name alone
             else:
                 g.label = g.short_label = format_value(g.config.get("algorithm.name", "default"))
     for g in groups.values():

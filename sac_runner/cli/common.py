@@ -57,12 +57,40 @@ def run_tool(prog: str, body: Callable[[], int]) -> int:
         return EXIT_INTERRUPTED
 
 
-def stop_during_start_up(prog: str) -> None:
+def child_processes() -> list[int]:
+    """PIDs of this process's children (a sweep launcher's worker processes), from /proc."""
+    me, found = os.getpid(), []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == me:
+                found.append(int(entry))
+    return found
+
+
+def stop_during_start_up(prog: str, sweep: bool = False) -> None:
     """Until training installs its own handlers, SIGTERM or Ctrl-C ends the process at once with one line and
-    128 + the signal's number (nothing has been trained, so nothing is saved)."""
+    128 + the signal's number (nothing has been trained, so nothing is saved). A sweep's launcher (sweep=True)
+    passes the first one on to its worker processes instead, whose jobs write their checkpoints and stop the sweep
+    (its error reporter then prints the command that continues it); a second one ends it at once."""
+    received: list[int] = []
+
     def handler(signum, frame):
-        print_error(prog, f"stopped by {signal.Signals(signum).name} during start-up, before training began",
-                    128 + signum)
+        workers = child_processes() if sweep and not received else []
+        if workers:
+            received.append(signum)
+            for pid in workers:
+                try:
+                    os.kill(pid, signum)
+                except OSError:
+                    pass
+            return
+        print_error(prog, f"stopped by {signal.Signals(signum).name} during start-up, before training began"
+                    if not received else f"stopped by a second {signal.Signals(signum).name}", 128 + signum)
         sys.exit(128 + signum)
 
     handler.start_up_only = True  # training's handlers do not pass a stop on to it

@@ -129,7 +129,7 @@ def _evaluate_run(policy, perturbations, episodes: int | None, seed: int | None,
                 for i in range(n)]
         try:
             if render:
-                check_can_render(envs[0], cfg["env"]["id"])
+                check_can_render(envs[0], cfg["env"]["id"], asked="--video", off="drop --video")
             if stochastic:
                 policy.seed(seeds[0])
             out = run_episodes(lambda obs: policy.act(obs, deterministic=not stochastic), envs, seeds,

@@ -39,6 +39,9 @@ class SweepStopped(KeyboardInterrupt):
         super().__init__(message)
         self.message, self.exit_code = message, exit_code
 
+    def __reduce__(self):  # raised in a joblib worker, re-raised in the launcher
+        return type(self), (self.message, self.exit_code)
+
 
 class JobFailed(UserFacingError):
     """Raised out of a job so that the launcher reports it; printed as one line."""
@@ -46,6 +49,9 @@ class JobFailed(UserFacingError):
     def __init__(self, message: str, exit_code: int = EXIT_USER_ERROR):
         super().__init__(message)
         self.exit_code = exit_code
+
+    def __reduce__(self):
+        return type(self), (str(self), self.exit_code)
 
 
 def _guarded_run_job(real_run_job):

@@ -96,10 +96,13 @@ def resume_command(hydra_cfg: Any, multirun: bool, run_dir: str | Path) -> str:
     keep = lambda args, key: [a for a in args if not a.lstrip("+~").startswith(f"{key}=")]  # noqa: E731
     if multirun:  # the sweep's own overrides, as multirun.yaml keeps them, into the same sweep dir
         saved = Path(hydra_cfg.sweep.dir) / "multirun.yaml"
-        args = list(hydra_cfg.overrides.task)
+        task, launch = list(hydra_cfg.overrides.task), list(hydra_cfg.overrides.hydra)
         if saved.is_file():
-            args = [str(a) for a in OmegaConf.select(OmegaConf.load(saved), "hydra.overrides.task", default=args)]
-        args = keep(args, "hydra.sweep.dir") + [f"hydra.sweep.dir={hydra_cfg.sweep.dir}"]
+            recorded = OmegaConf.load(saved)
+            task = [str(a) for a in OmegaConf.select(recorded, "hydra.overrides.task", default=task)]
+            launch = [str(a) for a in OmegaConf.select(recorded, "hydra.overrides.hydra", default=launch)]
+        launch = keep(keep(launch, "hydra.mode"), "hydra.sweep.dir")  # the launcher and its settings stay
+        args = keep(task, "hydra.sweep.dir") + launch + [f"hydra.sweep.dir={hydra_cfg.sweep.dir}"]
         return "sac-run -m " + " ".join(shlex.quote(a) for a in args)
     args = [a for a in sys.argv[1:] if a not in ("-m", "--multirun")]
     if not any(a.startswith("resume=") for a in args):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sac_runner.cli.common import stop_during_start_up, use_headless_rendering
 
-stop_during_start_up("sac-run")  # before the slow imports
+stop_during_start_up("sac-run", sweep=any(a in ("-m", "--multirun") for a in sys.argv[1:]))  # before slow imports
 use_headless_rendering()  # before anything imports MuJoCo's renderer
 
 import hydra  # noqa: E402

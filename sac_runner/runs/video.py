@@ -25,25 +25,24 @@ def _even(frame: np.ndarray) -> np.ndarray:
     return frame
 
 
-def check_can_render(env, env_id: str) -> None:
-    """Before any training: the env renders an RGB frame and MP4s can be encoded; else a ConfigError."""
-
+def check_can_render(env, env_id: str, asked: str = "logger.video=true", off: str = "set logger.video=false"
+                     ) -> None:
+    """Before any work: the env renders an RGB frame and MP4s can be encoded; else a ConfigError naming the
+    setting that asked for video (`asked`) and how to turn it off (`off`)."""
     try:
         env.reset()
         frame = env.render()
     except Exception as e:  # a missing package (pygame, an OpenGL backend) raises several types
         reason = " ".join(str(e).split()) or type(e).__name__
-        raise ConfigError(f"logger.video=true but env.id={env_id!r} cannot render here ({reason}); install what it "
-                          "needs or set logger.video=false") from None
+        raise ConfigError(f"{asked} but env.id={env_id!r} cannot render here ({reason}); install what it needs or "
+                          f"{off}") from None
     if not isinstance(frame, np.ndarray) or frame.ndim != 3:
-        raise ConfigError(f"logger.video=true but env.id={env_id!r} renders no RGB frame (got "
-                          f"{type(frame).__name__}); set logger.video=false")
+        raise ConfigError(f"{asked} but env.id={env_id!r} renders no RGB frame (got {type(frame).__name__}); {off}")
     try:
-
         imageio_ffmpeg.get_ffmpeg_exe()
     except Exception as e:
-        raise ConfigError(f"logger.video=true but no ffmpeg to encode MP4s ({e}); pip install imageio-ffmpeg "
-                          "or set logger.video=false") from None
+        raise ConfigError(f"{asked} but no ffmpeg to encode MP4s ({e}); pip install imageio-ffmpeg or {off}") \
+            from None
 
 
 def write_mp4(path: Path, frames: list[np.ndarray], fps: int = 30) -> Path:

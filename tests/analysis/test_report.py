@@ -391,7 +391,7 @@ def test_plot_draws_seeds_of_small_groups_labels_band_and_axes(tmp_path):
     assert all(line.get_linewidth() < mean.get_linewidth() for line in seed_lines for mean in means)
     assert len([c for c in ax.collections if c.get_gid() == "band"]) == 2
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ["target_entropy_scale=0.5 (<5 n=2)", "target_entropy_scale=2.0 (n=5)",  # short key names
+    assert legend == ["target_entropy_scale=0.5 (<5 n=2)", "target_entropy_scale=2 (n=5)",  # short key names
                       "mean, 95% bootstrap CI", "single seeds (n < 5)"]
     assert ax.get_xlabel() == "env steps"
     assert ax.get_ylabel() == "eval return (deterministic, 5 episodes)"  # make_run: eval_episodes 5
@@ -409,14 +409,14 @@ def test_figure_options_labels_smoothing_range_size_and_vector_formats(tmp_path)
     fig = outputs.draw_curves(groups, n_boot=50, style=style)
     (ax,) = fig.axes
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend[:2] == ["half the target (<5 n=3)", "target_entropy_scale=2.0 (<5 n=1)"]
+    assert legend[:2] == ["half the target (<5 n=3)", "target_entropy_scale=2 (<5 n=1)"]
     assert ax.get_xlim() == (1000.0, 4000.0) and tuple(fig.get_size_inches()) == (6.0, 4.0)
     (mean,) = [line for line in ax.lines if line.get_gid() == "mean" and line.get_label().startswith("half")]
     assert list(mean.get_ydata())[1:] == [1.5] * 5  # alternating 1, 2 (mean over seeds) smoothed over 2 evals
     assert len([c for c in ax.collections if c.get_gid() == "band"]) == 1  # one run has no band
     for fmt in ("pdf", "svg"):
         assert report_cli.main([str(tmp_path / "runs"), "--out", str(tmp_path / fmt), "--format", fmt,
-                                "--smooth", "2", "--size", "6,4", "--label", "target_entropy_scale=2.0=one run"]) == 0
+                                "--smooth", "2", "--size", "6,4", "--label", "target_entropy_scale=2=one run"]) == 0
         assert (tmp_path / fmt / f"learning_curves.{fmt}").stat().st_size > 0
     assert report_cli.main([str(tmp_path / "runs"), "--size", "big"]) == 2
 
@@ -426,3 +426,18 @@ def test_a_single_run_has_no_ci_in_the_table(tmp_path, capsys):
     assert report_cli.main([str(tmp_path / "only"), "--out", str(tmp_path / "out")]) == 0
     row = md_data_rows(tmp_path / "out" / "summary.md")[0]
     assert "7.00" in row and "[7.00, 7.00]" not in row
+
+
+def test_the_robustness_plot_does_not_magnify_a_tiny_difference(tmp_path):
+    """Returns near 1000 that differ by 0.3 stay flat; one run's band is its spread over episodes."""
+    import matplotlib.image
+
+    groups = [{"env_id": "Hopper-v5", "label": "sac", "levels": [
+        {"level": 0.5, "mean": 1000.0, "ci_low": 1000.0, "ci_high": 1000.0, "n_runs": 1, "episode_std": 5.0},
+        {"level": 1.0, "mean": 1000.3, "ci_low": 1000.3, "ci_high": 1000.3, "n_runs": 1, "episode_std": 5.0}]}]
+    path = outputs.plot_robustness(groups, "mass-scale", tmp_path / "robustness.png")
+    assert matplotlib.image.imread(path).shape[0] > 100
+    fig, axes = outputs.env_axes(1)
+    outputs._honest_ylim(axes[0], [995.0, 1005.3, 1000.0, 1000.3])
+    low, high = axes[0].get_ylim()
+    assert high - low >= 100.0  # at least a tenth of the returns' size

@@ -293,7 +293,9 @@ def test_model_change_on_a_non_mujoco_env_is_one_line(pendulum_tiny, capsys):
 @without_pygame
 def test_sac_eval_video_of_an_env_that_cannot_render_is_one_line(pendulum_tiny, tmp_path, capsys):
     assert sac_eval([str(pendulum_tiny), "--video", "--out", str(tmp_path / "out")]) == 2
-    assert "pygame" in one_error_line(capsys.readouterr().err)
+    line = one_error_line(capsys.readouterr().err)
+    assert "pygame" in line and "gymnasium[classic_control]" in line  # which extra to install
+    assert line.startswith("sac-eval: error: --video but") and line.endswith("or drop --video")
     assert not (tmp_path / "out" / "eval.json").exists()
 
 

@@ -142,3 +142,29 @@ def test_ctrl_c_stops_the_whole_sweep_and_rerunning_its_command_finishes_it(tmp_
     for seed in (0, 1):
         assert (sweep / f"seed={seed}" / "model.pt").is_file()
     assert "Resumed from" in (sweep / "seed=0" / "train.log").read_text()
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_a_joblib_launcher_stops_its_jobs_and_rerunning_finishes_the_sweep(tmp_path):
+    """SIGINT to the launcher process: it passes the stop on to its workers, whose jobs checkpoint; the job not yet
+    started never starts; the printed command (launcher settings included) resumes two jobs and runs the third."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", "debug=default", "env=Pendulum", "seed=0,1,2", "total_steps=6000", "log_every=50",
+            "checkpoint_every=0", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.Popen([SAC_RUN, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.time() + 240
+    while not any(p.stat().st_size for p in sweep.glob("*/metrics.jsonl")) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 128 + signal.SIGINT, err
+    (line,) = [ln for ln in err.splitlines() if "Resume with:" in ln]
+    command = shlex.split(line.split("Resume with: ", 1)[1])
+    assert "hydra/launcher=joblib" in command and "hydra.launcher.n_jobs=2" in command
+    assert not list(sweep.glob("*seed=2"))
+    done = subprocess.run([SAC_RUN, *command[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    assert len(list(sweep.glob("*/model.pt"))) == 3
+    assert sum("Resumed from" in p.read_text() for p in sweep.glob("*/train.log")) >= 1
