@@ -252,10 +252,12 @@ class Agent:
         self._after_load()
 
 
-def flat_with_optimizer(tensors: list[Tensor], lr: float, formula: bool, betas: tuple[float, float] = (0.9, 0.999)
+def flat_with_optimizer(tensors: list[Tensor], lr: float, compiled: bool, betas: tuple[float, float] = (0.9, 0.999)
                         ) -> tuple[FlatParameters, FlatAdam]:
+    """The tensors as views of one flat buffer, and Adam over it (`compiled`: its step runs inside compiled or
+    captured code, as the formula, not the fused kernel)."""
     flat = FlatParameters(tensors)
-    return flat, FlatAdam(flat, lr=lr, betas=betas, compiled=formula)
+    return flat, FlatAdam(flat, lr=lr, betas=betas, compiled=compiled)
 
 
 def mlp_parameters(inputs: int, hidden_sizes, outputs: int) -> int:

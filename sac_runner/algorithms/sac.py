@@ -103,11 +103,12 @@ class SAC(Agent):
         # The temperature shares the actor's buffer (and its Adam step): both are stepped after the policy loss.
         # Adam's formula where the compiler fuses it (the compiled fast path) or a CUDA graph captures it; the
         # fused kernel elsewhere (the compiled autograd path compiles its losses and runs Adam eagerly).
-        formula = (compile and self.update_path == "fast") or self.device.type == "cuda"
+        compiled_adam = (compile and self.update_path == "fast") or self.device.type == "cuda"
         self._actor_tensors = [*self.actor.parameters(), *([self.log_alpha] if learn_alpha else [])]
         self.critic_params, self.critic_optim = flat_with_optimizer(self.critic.param_list(), hyperparameters.lr,
-                                                                    formula)
-        self.actor_params, self.actor_optim = flat_with_optimizer(self._actor_tensors, hyperparameters.lr, formula)
+                                                                    compiled_adam)
+        self.actor_params, self.actor_optim = flat_with_optimizer(self._actor_tensors, hyperparameters.lr,
+                                                                  compiled_adam)
         self.target_params = FlatParameters(self.critic_target.param_list(), grads=False)
         self.networks = {"actor": (self.actor, self.actor_params), "critic": (self.critic, self.critic_params),
                          "critic_target": (self.critic_target, self.target_params)}

@@ -47,7 +47,7 @@ class Actor(MLP):
         super().__init__(obs_dim, 2 * act_dim, hidden_sizes, activation, layer_norm)
         self.act_dim = act_dim
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
-        # The bounds as tensors for the update: inductor's graph cache was seen to hand an update compiled with
+        # The bounds as tensors for the update: inductor's graph cache can hand an update compiled with
         # other float bounds to a new agent, so compiled code takes them as inputs, not constants.
         self.register_buffer("log_std_bounds", torch.tensor([log_std_min, log_std_max]), persistent=False)
         # The parameter objects stay the same through .to() and loads (only their data changes): listed once,

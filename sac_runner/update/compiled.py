@@ -10,7 +10,7 @@ import torch
 def own_code(method: Callable) -> Callable:
     """A bound method whose function has a code object of its own. torch.compile keeps its compiled graphs and
     their guards on the code object: without this, every agent in a process (a sweep's jobs in one worker)
-    shares one cache, soon hits the recompile limit, and was seen to run an update with another agent's
+    shares one cache, soon hits the recompile limit, and can run an update with another agent's
     constants after that."""
     fn = method.__func__
     copy = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
