@@ -110,7 +110,7 @@ def _mode_and_reason(mode: str | None) -> tuple[str, str]:
         return "disabled", "WANDB_DISABLED is set"
     if has_wandb_credentials():
         return "online", "W&B credentials found"
-    return "offline", "no credentials; `wandb login` to go online"
+    return "offline", "no credentials"
 
 
 def _short_path(path: Path) -> str:
@@ -172,7 +172,7 @@ class Tracker:
             self.run.define_metric(f"{prefix}*" if prefix.endswith("/") else prefix, step_metric=STEP_KEY)
         if mode == "offline":  # a resumed run: every folder of the run, so that one command uploads it all
             dirs = sorted(self.run_dir.glob(f"wandb/offline-run-*-{self.run.id}")) or [Path(self.run.dir).parent]
-            log.info("W&B offline (%s); upload: wandb sync %s", reason, " ".join(_short_path(d) for d in dirs))
+            log.info("W&B offline (%s): wandb sync %s", reason, " ".join(_short_path(d) for d in dirs))
         else:
             log.info("W&B run (%s): %s", reason, self.run.url or self.run.id)
 

@@ -168,3 +168,74 @@ def test_ctrl_c_to_a_joblib_launcher_stops_its_jobs_and_rerunning_finishes_the_s
     assert done.returncode == 0, done.stderr
     assert len(list(sweep.glob("*/model.pt"))) == 3
     assert sum("Resumed from" in p.read_text() for p in sweep.glob("*/train.log")) >= 1
+
+
+# ---- smaller things ----
+
+def test_a_module_in_the_current_dir_is_found_without_pythonpath(tmp_path):
+    import shutil
+
+    from helpers import HELPERS
+
+    shutil.copy(HELPERS / "byo_env.py", tmp_path / "my_envs.py")
+    result = sac_run("env.id=my_envs:BYOPoint-v0", "debug=default", "total_steps=200", "env.max_episode_steps=50",
+                     f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+def test_config_yaml_keeps_the_budgets_used_not_the_presets_table(tmp_path):
+    import yaml
+
+    from helpers import tiny_run
+
+    tiny_run(tmp_path / "run")
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert "presets" not in saved["env"] and "total_steps" not in saved["env"]
+    assert saved["total_steps"] == 300 and saved["env"]["learning_starts"] == 1000  # the preset's, unused here
+
+
+def test_a_policy_says_what_it_is(tmp_path):
+    from sac_runner import load_policy
+
+    from helpers import tiny_run
+
+    tiny_run(tmp_path / "run")
+    policy = load_policy(tmp_path / "run")
+    assert repr(policy).startswith("Policy(sac on Pendulum-v1, seed 0, final; ")
+    assert policy.config.env.id == "Pendulum-v1" and policy.config.algorithm.learn_alpha is True
+
+
+def test_the_progress_bar_on_a_terminal_shows_each_evaluation_when_it_ends(tmp_path):
+    """A real pseudo-terminal: the bar draws, and after each evaluation its eval= value is that evaluation's."""
+    import fcntl
+    import os
+    import pty
+    import re
+    import struct
+    import termios
+
+    from helpers import eval_rows
+
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # a terminal's size
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([SAC_RUN, "debug=default", "env=Pendulum", "progress=true", "total_steps=600",
+                             "eval_every=200", f"hydra.run.dir={run_dir}"], cwd=tmp_path, stdout=child, stderr=child,
+                            env={**os.environ, "TERM": "xterm", "COLUMNS": "160"})
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data.decode(errors="replace"))
+    assert proc.wait(timeout=300) == 0
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", "".join(chunks))
+    shown = re.findall(r"eval=(-?[0-9.]+)", text)
+    evals = [f"{mean:.1f}" for _, mean, _ in eval_rows(run_dir)]
+    assert shown and set(shown) <= set(evals), (shown, evals)
+    assert shown[-1] == evals[-1]  # the final evaluation is on the bar as soon as it ends, not a log row later
+    assert "600/600" in text
