@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from sac_runner.cli.eval import main as sac_eval
 from sac_runner.errors import ConfigError
@@ -197,7 +198,10 @@ def test_load_policy_acts_as_the_trainer_in_env_units(ip_run):
 
     run_dir, trainer = ip_run
     policy = load_policy(run_dir)
-    assert policy.config == trainer.config
+    # the run's config, as recorded, with keys of the schema it lacks filled from their defaults
+    recorded = OmegaConf.to_container(policy.config)
+    assert recorded == OmegaConf.to_container(OmegaConf.merge(recorded, trainer.config))
+    assert all(recorded[k] == v for k, v in trainer.config.items() if not isinstance(v, dict))
     env = policy.make_env()
     low, high = env.action_space.low, env.action_space.high
     assert np.all(high == 3.0) and np.all(low == -3.0)  # InvertedPendulum's own bounds, not [-1, 1]
