@@ -34,11 +34,11 @@ lint: setup
 	$(BIN)/ruff check sac_runner tests benchmarks
 	$(BIN)/lint-imports
 
-## The whole test suite (learning tests included; about 10 minutes on 2 CPU cores), after lint.
+## The whole test suite (learning tests included; about 20 minutes on 2 CPU cores: 328 tests in 19:38 on an AVX2 EPYC), after lint.
 test: lint
 	$(PYTEST) $(ARGS)
 
-## The quick subset (about 3 minutes), after lint.
+## The quick subset (about 4 minutes), after lint.
 test-fast: lint
 	$(PYTEST) -m "not slow" $(ARGS)
 
