@@ -65,7 +65,11 @@ class Speed:
         self._t0, self._step0, self._updates0 = time.perf_counter(), step, updates
 
     @contextmanager
-    def paused(self):
+    def paused(self, active: bool = True):
+        """The time spent inside is left out of the rates (when `active`)."""
+        if not active:
+            yield
+            return
         start = time.perf_counter()
         try:
             yield
@@ -73,6 +77,9 @@ class Speed:
             self._t0 += time.perf_counter() - start
 
     def rates(self, step: int, updates: int) -> dict[str, float]:
+        """The rates since the last mark (none when no step was taken since: a mark right before this row)."""
+        if step == self._step0:
+            return {}
         elapsed = max(time.perf_counter() - self._t0, 1e-9)
         row = {"perf/steps_per_second": (step - self._step0) / elapsed,
                "perf/updates_per_second": (updates - self._updates0) / elapsed}

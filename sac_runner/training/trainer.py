@@ -139,11 +139,11 @@ class Trainer:
                 previous, updates = self.step, self.agent.num_updates
                 self._env_step()
                 if self.step >= cfg.learning_starts:
-                    for _ in range(gradient_steps):
-                        self.metrics.add(self.agent.update(self._sample()))
+                    with self.speed.paused(updates == first_update):  # a compile is no training time
+                        for _ in range(gradient_steps):
+                            self.metrics.add(self.agent.update(self._sample()))
                     if updates == first_update:  # warm-up over, or this process's first (compiling) update
                         restart_rate(self._bar)
-                        self.speed.mark(self.step, self.agent.num_updates)
                 crossed = lambda every: every and self.step // every > previous // every  # noqa: E731
                 if crossed(cfg.log_every):
                     self._log_training()
