@@ -33,12 +33,12 @@ def test_a_fine_tuning_run_may_only_evaluate(cfg_factory, tmp_path):
     validate(cfg_factory("env=Pendulum", "total_steps=1000", "learning_starts=1000", f"init_from={tmp_path}"))
 
 
-def signalled(args: list[str], cwd, metrics_glob: str, signum: int) -> tuple[int, str, list[str]]:
-    """sac-run started, sent `signum` once a metrics file matching the glob has rows: (exit code, stderr, the
-    command its stop message prints)."""
+def signalled(args: list[str], cwd, metrics_glob: str, signum: int, runs: int = 1) -> tuple[int, str, list[str]]:
+    """sac-run started, sent `signum` once `runs` metrics files matching the glob have rows (every job running is
+    training, past its start-up): (exit code, stderr, the command its stop message prints)."""
     proc = subprocess.Popen([SAC_RUN, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
-    while not any(p.stat().st_size for p in cwd.glob(metrics_glob)) and time.time() < deadline:
+    while sum(p.stat().st_size > 0 for p in cwd.glob(metrics_glob)) < runs and time.time() < deadline:
         time.sleep(0.1)
     time.sleep(0.5)
     proc.send_signal(signum)
@@ -146,7 +146,7 @@ def test_ctrl_c_to_a_joblib_launcher_stops_its_jobs_and_rerunning_finishes_the_s
     sweep = tmp_path / "sweep"
     args = ["-m", "debug=default", "env=Pendulum", "seed=0,1,2", "total_steps=6000", "log_every=50",
             "checkpoint_every=0", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}"]
-    code, err, command = signalled(args, tmp_path, "sweep/*/metrics.jsonl", signal.SIGINT)
+    code, err, command = signalled(args, tmp_path, "sweep/*/metrics.jsonl", signal.SIGINT, runs=2)
     assert code == 128 + signal.SIGINT, err
     assert "hydra/launcher=joblib" in command and "hydra.launcher.n_jobs=2" in command
     assert not list(sweep.glob("*seed=2"))
