@@ -126,10 +126,9 @@ def load_networks(agent, saved: SavedRun, obs_dim: int, act_dim: int, what: str,
         raise PolicyError(f"{what}: its policy takes observations of size {saved_obs} and gives actions of size "
                           f"{saved_act} (env {saved.config.get('env', {}).get('id')}), this env has {obs_dim} and "
                           f"{act_dim}")
-    missing = [name for name in agent.networks if name not in saved.weights and name not in reset]
-    if missing and all(name not in saved.weights for name in agent.networks):
+    if not any(name in saved.weights for name in agent.networks):  # none of this agent's networks: another kind
         raise PolicyError(f"{what} is not a sac-run model or checkpoint of algorithm "
-                          f"{saved.config.get('algorithm', {}).get('name')} (it lacks {', '.join(missing)})")
+                          f"{saved.config.get('algorithm', {}).get('name')} (it lacks {', '.join(agent.networks)})")
     try:
         agent.load_weights(saved.weights, reset=reset)
     except (RuntimeError, KeyError) as e:

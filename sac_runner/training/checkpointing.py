@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from sac_runner.errors import CheckpointError, ConfigError, NonFiniteError
+from sac_runner.errors import ConfigError, NonFiniteError
 from sac_runner.runs import checkpoint as ckpt
 from sac_runner.runs.models import save_model
 from sac_runner.runs.resume import check_compatible, load_checkpoint
@@ -63,5 +63,3 @@ def resume_failed(path: Path, e: Exception) -> ConfigError:
     return ConfigError(f"cannot resume from {path}: its contents do not fit this version of sac-runner or this run "
                        f"({type(e).__name__}: {e}); start a new run dir, or resume with the version that wrote it")
 
-
-__all__ = ["Checkpointer", "CheckpointError", "resume_failed"]
