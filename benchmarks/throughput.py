@@ -25,6 +25,7 @@ waits for a team thread the scheduler has put aside); the script warns when the 
     python benchmarks/throughput.py --quick          # smoke check: 1 repeat, 1500 steps
     python benchmarks/throughput.py --precision bf16 --num-envs 1,4 --gradient-steps 1,2 --json out.json
     python benchmarks/throughput.py --ours ours,ours+compile,ours-bf16,ours-bf16+compile
+    python benchmarks/throughput.py --ours ours+compile,crossq256+compile,crossq1024+compile   # CrossQ by width
     python benchmarks/throughput.py --profile        # where the time goes in our loop and update
 """
 from __future__ import annotations
@@ -33,6 +34,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -64,7 +66,7 @@ def compose_config(spec: dict, run_dir: str):
         f"log_every={spec['log_every']}", f"num_envs={spec['num_envs']}",
         f"hyperparameters.gradient_steps={spec['gradient_steps']}", f"precision={spec['precision']}",
         f"compile={str(spec.get('compile', False)).lower()}", f"update={spec.get('update', 'auto')}",
-        f"run_dir={run_dir}",
+        f"run_dir={run_dir}", *spec.get("overrides", []),
     ]
     with initialize_config_module("sac_runner.conf", version_base="1.3"):
         cfg = compose("config", overrides)
@@ -284,6 +286,7 @@ def compare(args) -> dict:
                         "burn_in": args.burn_in, "num_envs": n, "gradient_steps": g, "log_every": args.log_every,
                         "precision": "bf16" if "bf16" in contender else "fp32", "compile": "compile" in contender,
                         "update": "autograd" if "autograd" in contender else "auto",
+                        "overrides": variant_overrides(contender),
                         "total_steps": args.learning_starts + args.burn_in + args.steps}
                 load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
                 child = contender if contender in PEERS else "ours"
@@ -428,14 +431,23 @@ def profile(args) -> dict:
 
 # ---------------------------------------------------------------- CLI
 
+CROSSQ = re.compile(r"crossq(\d+)(\+compile)?")  # crossq<critic width>, e.g. crossq1024+compile
+
+
 def variant_list(text: str) -> list[str]:
     allowed = ("ours", "ours+compile", "ours-bf16", "ours-bf16+compile", "ours-autograd", "ours-autograd+compile")
     items = [t.strip() for t in text.split(",") if t.strip()]
-    bad = [t for t in items if t not in allowed]
+    bad = [t for t in items if t not in allowed and not CROSSQ.fullmatch(t)]
     if bad or not items:
         raise argparse.ArgumentTypeError(f"unknown configuration {', '.join(bad) or text!r}; "
-                                         f"allowed: {', '.join(allowed)}")
+                                         f"allowed: {', '.join(allowed)}, crossq<width>[+compile]")
     return items
+
+
+def variant_overrides(contender: str) -> list[str]:
+    """sac-run overrides of an `ours` configuration beyond precision, compile and update path."""
+    crossq = CROSSQ.fullmatch(contender)
+    return ["algorithm=crossq", f"algorithm.critic_width={crossq.group(1)}"] if crossq else []
 
 
 def peer_list(text: str) -> list[str]:
@@ -461,7 +473,8 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=2, help="torch threads in every run (default 2)")
     p.add_argument("--ours", type=variant_list, default=["ours"],
                    help="our configurations, comma list of ours | ours+compile | ours-bf16 | ours-bf16+compile | "
-                        "ours-autograd | ours-autograd+compile (update=autograd)")
+                        "ours-autograd | ours-autograd+compile (update=autograd) | crossq<width>[+compile] "
+                        "(CrossQ with that critic width)")
     p.add_argument("--peers", type=peer_list, default=["sb3"],
                    help="comma list of sb3 | sbx (SB3's API on JAX: pip install -e '.[bench]')")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",

@@ -13,7 +13,7 @@ import torch
 
 from sac_runner.algorithms.base import Agent
 
-NOT_FAMILIES = ("base", "batch", "losses")  # the package's shared modules
+NOT_FAMILIES = ("base", "batch", "losses", "temperature")  # the package's shared modules
 
 
 @lru_cache(maxsize=1)

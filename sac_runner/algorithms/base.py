@@ -216,6 +216,7 @@ class Agent:
     def snapshot(self) -> list[tuple[Tensor, Tensor]]:
         """Copies of every tensor an update changes, for restore()."""
         tensors = [flat.data for _, flat in self.networks.values()]
+        tensors += [b for module, _ in self.networks.values() for b in module.buffers()]  # normalization statistics
         for optim in self.optimizers.values():
             tensors += [optim.exp_avg, optim.exp_avg_sq]
         return [(t, t.clone()) for t in tensors]
@@ -252,12 +253,12 @@ class Agent:
         self._after_load()
 
 
-def flat_with_optimizer(tensors: list[Tensor], lr: float, compiled: bool, betas: tuple[float, float] = (0.9, 0.999)
+def flat_with_optimizer(tensors: list[Tensor], hyperparameters: Any, compiled: bool
                         ) -> tuple[FlatParameters, FlatAdam]:
-    """The tensors as views of one flat buffer, and Adam over it (`compiled`: its step runs inside compiled or
-    captured code, as the formula, not the fused kernel)."""
+    """The tensors as views of one flat buffer, and Adam over it with hyperparameters.lr and .adam_beta1
+    (`compiled`: its step runs inside compiled or captured code, as the formula, not the fused kernel)."""
     flat = FlatParameters(tensors)
-    return flat, FlatAdam(flat, lr=lr, betas=betas, compiled=compiled)
+    return flat, FlatAdam(flat, lr=hyperparameters.lr, betas=(hyperparameters.adam_beta1, 0.999), compiled=compiled)
 
 
 def mlp_parameters(inputs: int, hidden_sizes, outputs: int) -> int:

@@ -4,8 +4,11 @@ path differentiates them; the hand-derived path (backprop.py) uses the derivativ
 which tests/test_losses.py checks against autograd applied to the loss itself."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
+from torch.nn import functional as F
 
 
 def td_target(reward: Tensor, terminated: Tensor, next_value: Tensor, gamma: float) -> Tensor:
@@ -68,3 +71,43 @@ def deterministic_actor_loss(q: Tensor) -> Tensor:
     """J_mu = -E[Q_1(s, mu(s))]."""
     return -q.mean()
 
+
+
+# ---- Soft Q-learning (Haarnoja et al. 2017, "Reinforcement Learning with Deep Energy-Based Policies"). The soft
+# Q target is td_target of the soft value below; the critic uses critic_loss.
+
+def soft_value_uniform(q: Tensor, alpha: float, act_dim: int) -> Tensor:
+    """V(s) = alpha * log integral over [-1, 1]^d of exp(Q(s, a) / alpha) da, by importance sampling with K
+    uniform actions (density 2^-d): alpha * (logsumexp_k Q(s, a_k) / alpha - log K + d log 2). q: [..., K]."""
+    k = q.shape[-1]
+    return alpha * (torch.logsumexp(q / alpha, dim=-1) - math.log(k) + act_dim * math.log(2.0))
+
+
+def tanh_log_det(u: Tensor) -> Tensor:
+    """log |det d tanh(u) / du| = sum_i log(1 - tanh(u_i)^2), in a stable form; over the last dimension."""
+    return (2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)
+
+
+def rbf_kernel(fixed: Tensor, updated: Tensor, bandwidth: float | None) -> tuple[Tensor, Tensor]:
+    """k(x_j, y_i) = exp(-|x_j - y_i|^2 / h) between fixed particles x [..., J, d] and updated ones y [..., I, d],
+    and its gradient in x_j, [..., J, I, d]. h: `bandwidth`, or (None) the median heuristic of Liu and Wang
+    (2016), h = median of the squared distances / log(J + 1), per state."""
+    diff = fixed.unsqueeze(-2) - updated.unsqueeze(-3)  # [..., J, I, d]
+    dist2 = diff.pow(2).sum(-1)
+    if bandwidth is None:
+        median = dist2.flatten(-2).median(dim=-1).values
+        h = (median / math.log(fixed.shape[-2] + 1)).clamp_min(1e-6)[..., None, None]
+    else:
+        h = bandwidth
+    kappa = torch.exp(-dist2 / h)
+    return kappa, -2.0 * diff / (h if bandwidth is not None else h.unsqueeze(-1)) * kappa.unsqueeze(-1)
+
+
+def stein_direction(kappa: Tensor, grad_kappa: Tensor, grad_energy: Tensor, alpha: float) -> Tensor:
+    """The amortized SVGD direction for the updated particles (Haarnoja et al. 2017, eq. 13):
+    D(y_i) = mean_j [k(x_j, y_i) grad E(x_j) + alpha grad_{x_j} k(x_j, y_i)], with E = alpha log p + const the
+    energy of the target density p = exp(Q / alpha) in the space the particles live in (there: Q(s, tanh u) +
+    alpha tanh_log_det(u)). kappa [..., J, I], grad_kappa [..., J, I, d], grad_energy [..., J, d]; returns
+    [..., I, d]."""
+    drive = torch.einsum("...ji,...jd->...id", kappa, grad_energy)
+    return (drive + alpha * grad_kappa.sum(-3)) / kappa.shape[-2]

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
-from sac_runner.algorithms.base import MISSING, Agent, flat_with_optimizer, mlp_parameters
+from sac_runner.algorithms.base import Agent, flat_with_optimizer, mlp_parameters
 from sac_runner.algorithms.batch import Batch
 from sac_runner.algorithms.losses import (
     actor_loss,
@@ -29,7 +29,7 @@ from sac_runner.algorithms.losses import (
     critic_loss_grad,
     soft_q_target,
 )
-from sac_runner.errors import require
+from sac_runner.algorithms.temperature import LearnedTemperature, TemperatureConfig
 from sac_runner.nn.activations import ACTIVATIONS
 from sac_runner.nn.backprop import Layer, Trace, mlp_backward, mlp_forward, mlp_output, squashed_gaussian_backward
 from sac_runner.nn.distributions import SquashedSample, squashed_gaussian
@@ -41,16 +41,11 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class SACConfig:
+class SACConfig(TemperatureConfig):
     """conf/algorithm/sac.yaml holds the values (and sac_fixed_alpha.yaml extends it)."""
-    name: str = MISSING
-    learn_alpha: bool = MISSING
-    alpha: float = MISSING  # the initial (learned) or fixed temperature
-    target_entropy_scale: float = MISSING  # target entropy = scale * -dim(A), unless target_entropy is set
-    target_entropy: Optional[float] = None
 
 
-class SAC(Agent):
+class SAC(LearnedTemperature, Agent):
     """algorithm: learn_alpha, alpha (initial or fixed temperature), target_entropy or target_entropy_scale."""
 
     FAMILY = "sac"
@@ -58,15 +53,7 @@ class SAC(Agent):
     Config = SACConfig
     METRICS = ("loss/critic", "loss/actor", "loss/alpha", "alpha", "entropy", "q_mean")
     PROGRESS = {"alpha": "alpha"}
-    RUN_KEYS = {"init_reset_alpha": (bool, "with init_from: alpha starts from algorithm.alpha, not the trained "
-                                           "run's")}
     HAS_FAST_PATH = True
-
-    @classmethod
-    def validate(cls, algorithm: Any, cfg: Any) -> None:
-        require(algorithm.alpha > 0, "algorithm.alpha", "a temperature > 0", algorithm.alpha)
-        require(algorithm.target_entropy_scale > 0, "algorithm.target_entropy_scale", "a value > 0",
-                algorithm.target_entropy_scale)
 
     @classmethod
     def memory_bytes(cls, obs_dim: int, act_dim: int, network: Any, hyperparameters: Any, algorithm: Any) -> int:
@@ -77,11 +64,6 @@ class SAC(Agent):
         critics = 2 * mlp_parameters(obs_dim + act_dim, hidden, 1)
         activations = 2 * hyperparameters.batch_size * sum(hidden) * (2 + 2 * 2)
         return 4 * (4 * actor + 5 * critics + activations)
-
-    def fine_tuning_resets(self, run_keys: dict) -> tuple[str, ...]:
-        """The temperature is kept when it is learned, unless init_reset_alpha."""
-        keep = self.algorithm.learn_alpha and not run_keys.get("init_reset_alpha", False)
-        return () if keep else ("log_alpha",)
 
     def __init__(self, obs, act_dim: int, network: Any, hyperparameters: Any, algorithm: Any, *,
                  precision: str = "fp32", compile: bool = False, update: str = "auto",
@@ -96,18 +78,16 @@ class SAC(Agent):
         self.critic = CriticEnsemble(obs_dim, act_dim, n.hidden_sizes, n.activation,
                                      layer_norm=n.layer_norm).to(self.device)
         self.critic_target = self.target_of(self.critic)
-        self.log_alpha = torch.tensor(float(algorithm.alpha), device=self.device).log().requires_grad_(learn_alpha)
-        self.target_entropy = float(algorithm.target_entropy if algorithm.target_entropy is not None
-                                    else -algorithm.target_entropy_scale * act_dim)
+        self._init_temperature(algorithm, act_dim, self.device)
 
         # The temperature shares the actor's buffer (and its Adam step): both are stepped after the policy loss.
         # Adam's formula where the compiler fuses it (the compiled fast path) or a CUDA graph captures it; the
         # fused kernel elsewhere (the compiled autograd path compiles its losses and runs Adam eagerly).
         compiled_adam = (compile and self.update_path == "fast") or self.device.type == "cuda"
         self._actor_tensors = [*self.actor.parameters(), *([self.log_alpha] if learn_alpha else [])]
-        self.critic_params, self.critic_optim = flat_with_optimizer(self.critic.param_list(), hyperparameters.lr,
+        self.critic_params, self.critic_optim = flat_with_optimizer(self.critic.param_list(), hyperparameters,
                                                                     compiled_adam)
-        self.actor_params, self.actor_optim = flat_with_optimizer(self._actor_tensors, hyperparameters.lr,
+        self.actor_params, self.actor_optim = flat_with_optimizer(self._actor_tensors, hyperparameters,
                                                                   compiled_adam)
         self.target_params = FlatParameters(self.critic_target.param_list(), grads=False)
         self.networks = {"actor": (self.actor, self.actor_params), "critic": (self.critic, self.critic_params),
@@ -302,35 +282,15 @@ class SAC(Agent):
             if name in self._low_precision:
                 self._low_precision[name].sync()
 
-    @property
-    def alpha(self) -> Tensor:
-        return self.log_alpha.detach().exp()
-
     # ---- state ----
 
     def _after_load(self) -> None:
         self._sync_low_precision()
 
-    def non_finite_parameters(self) -> list[str]:
-        return super().non_finite_parameters() + ([] if torch.isfinite(self.log_alpha).all() else ["log_alpha"])
-
-    def weights(self) -> dict:
-        return super().weights() | {"log_alpha": self.log_alpha.detach().clone()}
-
     def load_weights(self, weights: dict, reset: tuple[str, ...] = ()) -> None:
         if "critic" in weights and "critic_target" not in weights:  # a model.pt written before targets were saved
             weights = {**weights, "critic_target": weights["critic"]}
-        if "log_alpha" in weights and "log_alpha" not in reset:
-            self.log_alpha.detach().copy_(weights["log_alpha"])
         super().load_weights(weights, reset)
-
-    def state_dict(self) -> dict:
-        # the temperature's Adam state is in actor_optim's when it is learned
-        return super().state_dict() | {"log_alpha": self.log_alpha.detach().clone()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.log_alpha.detach().copy_(state["log_alpha"])
-        super().load_state_dict(state)
 
 
 def pi_half(s: SquashedSample, start: int) -> SquashedSample:

@@ -75,9 +75,9 @@ class TD3(Agent):
         self.critic = CriticEnsemble(obs_dim, act_dim, n.hidden_sizes, n.activation, num_q=algorithm.num_q,
                                      layer_norm=n.layer_norm).to(self.device)
         self.actor_target, self.critic_target = self.target_of(self.actor), self.target_of(self.critic)
-        lr = hyperparameters.lr
-        self.actor_params, self.actor_optim = flat_with_optimizer(list(self.actor.parameters()), lr, False)
-        self.critic_params, self.critic_optim = flat_with_optimizer(self.critic.param_list(), lr, False)
+        hp = hyperparameters
+        self.actor_params, self.actor_optim = flat_with_optimizer(list(self.actor.parameters()), hp, False)
+        self.critic_params, self.critic_optim = flat_with_optimizer(self.critic.param_list(), hp, False)
         self.actor_target_params = FlatParameters(list(self.actor_target.parameters()), grads=False)
         self.critic_target_params = FlatParameters(self.critic_target.param_list(), grads=False)
         self.networks = {"actor": (self.actor, self.actor_params), "critic": (self.critic, self.critic_params),

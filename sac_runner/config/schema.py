@@ -60,6 +60,7 @@ class HyperparametersConfig:
     """conf/hyperparameters/paper.yaml holds the values (the paper's Table 1)."""
     optimizer: str = MISSING
     lr: float = MISSING
+    adam_beta1: float = 0.9  # Adam's beta1 (beta2 is 0.999); runs saved before this key had 0.9
     gamma: float = MISSING
     buffer_size: int = MISSING
     batch_size: int = MISSING
@@ -128,9 +129,10 @@ RESERVED_ENV_KWARGS = {"max_episode_steps": "use env.max_episode_steps",
 
 @lru_cache(maxsize=1)
 def run_schema() -> type:
-    """Config with the top-level keys the algorithm families add (their RUN_KEYS)."""
-    extra = [(key, kind, field(default=MISSING)) for cls in algorithms.families().values()
-             for key, (kind, _) in cls.RUN_KEYS.items()]
+    """Config with the top-level keys the algorithm families add (their RUN_KEYS; families sharing a key, such as
+    the temperature's, share its declaration)."""
+    keys = {key: kind for cls in algorithms.families().values() for key, (kind, _) in cls.RUN_KEYS.items()}
+    extra = [(key, kind, field(default=MISSING)) for key, kind in keys.items()]
     return dataclasses.make_dataclass("RunConfig", extra, bases=(Config,)) if extra else Config
 
 

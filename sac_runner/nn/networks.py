@@ -2,7 +2,9 @@
 
 Plain MLPs serve both update paths: autograd differentiates their forward passes, and the hand-derived
 kernel (backprop.py) runs the same layers (`layers()` hands them over). With `layer_norm`, each hidden layer
-is normalized before its activation (as in DroQ and later SAC variants); only the autograd path trains that.
+is normalized before its activation (as in DroQ and later SAC variants); with `renorm` (keyword arguments of
+BatchRenorm), the input and each hidden layer's activations are batch-renormalized (CrossQ). Only the autograd
+path trains either.
 """
 from __future__ import annotations
 
@@ -15,36 +17,49 @@ from torch.nn import functional as F
 
 from sac_runner.nn.activations import ACTIVATIONS
 from sac_runner.nn.backprop import Layer, linear, mlp_output
+from sac_runner.nn.batch_renorm import BatchRenorm
 from sac_runner.nn.distributions import SquashedSample, squashed_gaussian
 
 
 class MLP(nn.Module):
-    """Hidden layers (each optionally LayerNorm-ed before its activation) and a linear head."""
+    """Hidden layers (each optionally LayerNorm-ed before its activation, or batch-renormalized after it, the
+    input too) and a linear head."""
 
     def __init__(self, inputs: int, outputs: int, hidden_sizes: Sequence[int], activation: str = "relu",
-                 layer_norm: bool = False):
+                 layer_norm: bool = False, renorm: dict | None = None):
         super().__init__()
         sizes = [inputs, *hidden_sizes]
         self.hidden = nn.ModuleList(nn.Linear(i, o) for i, o in zip(sizes[:-1], sizes[1:]))
         self.norms = nn.ModuleList(nn.LayerNorm(o) for o in hidden_sizes) if layer_norm else None
+        self.renorms = nn.ModuleList(BatchRenorm(o, **renorm) for o in sizes) if renorm is not None else None
         self.head = nn.Linear(sizes[-1], outputs)
         self.activation = ACTIVATIONS[activation]
         self.activation_fn = ACTIVATIONS[activation].function
 
     def mlp(self, x: Tensor) -> Tensor:
         """The head's output, through autograd's ops."""
+        if self.renorms is not None:
+            x = self.renorms[0](x)
         for i, layer in enumerate(self.hidden):
             x = layer(x)
             x = self.activation_fn(self.norms[i](x) if self.norms is not None else x)
+            if self.renorms is not None:
+                x = self.renorms[i + 1](x)
         return self.head(x)
+
+    @property
+    def plain(self) -> bool:
+        """Linear layers and activations only (what the hand-derived passes run)."""
+        return self.norms is None and self.renorms is None
 
 
 class Actor(MLP):
     """Tanh-squashed Gaussian policy: a = tanh(mu + sigma * eps), actions in [-1, 1]."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int], activation: str = "relu",
-                 log_std_min: float = -20.0, log_std_max: float = 2.0, layer_norm: bool = False):
-        super().__init__(obs_dim, 2 * act_dim, hidden_sizes, activation, layer_norm)
+                 log_std_min: float = -20.0, log_std_max: float = 2.0, layer_norm: bool = False,
+                 renorm: dict | None = None):
+        super().__init__(obs_dim, 2 * act_dim, hidden_sizes, activation, layer_norm, renorm)
         self.act_dim = act_dim
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
         # The bounds as tensors for the update: inductor's graph cache can hand an update compiled with
@@ -59,7 +74,7 @@ class Actor(MLP):
 
     def head_output(self, obs: Tensor) -> Tensor:
         """[mean | raw log-std] of the Gaussian before the tanh, [batch, 2 * act_dim]."""
-        if self.norms is None:
+        if self.plain:
             return mlp_output(self._layers, obs, self.activation)
         return self.mlp(obs)
 
@@ -100,11 +115,24 @@ class DeterministicActor(MLP):
         return torch.tanh(self.mlp(obs))
 
 
+class SamplingNetwork(MLP):
+    """Soft Q-learning's policy: u = f(s, xi), xi ~ N(0, I), a = tanh(u) (actions in [-1, 1]); it has samples but
+    no density."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int], activation: str = "relu"):
+        super().__init__(obs_dim + act_dim, act_dim, hidden_sizes, activation)
+        self.act_dim = act_dim
+
+    def forward(self, obs: Tensor, noise: Tensor) -> Tensor:
+        """u before the tanh, for observations [..., obs_dim] and noise [..., act_dim]."""
+        return self.mlp(torch.cat([obs, noise], dim=-1))
+
+
 class CriticEnsemble(nn.Module):
     """`num_q` Q-networks evaluated together: each layer is one batched matmul over the ensemble."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int], activation: str = "relu",
-                 num_q: int = 2, layer_norm: bool = False):
+                 num_q: int = 2, layer_norm: bool = False, renorm: dict | None = None):
         super().__init__()
         sizes = [obs_dim + act_dim, *hidden_sizes, 1]
         self.weights = nn.ParameterList()
@@ -118,6 +146,9 @@ class CriticEnsemble(nn.Module):
             if layer_norm else None
         self.norm_shifts = nn.ParameterList(nn.Parameter(torch.zeros(num_q, 1, o)) for o in hidden_sizes) \
             if layer_norm else None
+        # per-member batch renormalization of the input and of each hidden layer's activations
+        self.renorms = nn.ModuleList(BatchRenorm(o, members=num_q, **renorm) for o in sizes[:-1]) \
+            if renorm is not None else None
         self.activation = ACTIVATIONS[activation]
         self.activation_fn = ACTIVATIONS[activation].function
         self.num_q = num_q
@@ -128,6 +159,11 @@ class CriticEnsemble(nn.Module):
     def forward(self, obs: Tensor, action: Tensor) -> Tensor:
         """Q-values of shape [num_q, batch]."""
         x = torch.cat([obs, action], dim=-1)
+        if self.renorms is not None:
+            x = self.renorms[0](x.expand(self.num_q, *x.shape))
+            for w, b, renorm in zip(self.weights[:-1], self.biases[:-1], self.renorms[1:]):
+                x = renorm(self.activation_fn(torch.baddbmm(b, x, w)))
+            return linear(x, self.weights[-1], self.biases[-1]).squeeze(-1)
         if self.norm_gains is None:
             return mlp_output(self.layers(), x, self.activation).squeeze(-1)
         x = x.expand(self.num_q, *x.shape)
