@@ -200,6 +200,19 @@ class Agent:
     def update(self, batch: Batch) -> dict[str, Tensor]:
         raise NotImplementedError
 
+    @torch.no_grad()
+    def policy_samples(self, obs: Tensor, count: int) -> tuple[Tensor, Tensor | None]:
+        """`count` draws of the policy for each observation, [batch, count, act_dim] in [-1, 1], and their
+        log-densities [batch, count] (None where the policy has no density: a sampler, a deterministic actor)."""
+        n = obs.shape[0]
+        flat = obs.repeat_interleave(count, 0)
+        sample_with = getattr(self.actor, "sample_with", None)  # a tanh-Gaussian: samples with densities
+        if sample_with is None:
+            return self.act(flat).view(n, count, -1), None
+        eps = torch.randn(n * count, self.act_dim, generator=self.generator, device=self.device)
+        s = sample_with(self.encoder(flat), eps)
+        return s.action.view(n, count, -1), s.log_prob.view(n, count)
+
     def load_weights(self, weights: dict, reset: tuple[str, ...] = ()) -> None:
         """Networks (and extra tensors) from a trained run's model file: fine-tuning starts from them."""
         for name, (module, _) in self.networks.items():

@@ -271,3 +271,34 @@ def plot_robustness(groups: list[dict], xlabel: str, path: Path) -> Path:
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15))  # below: labels can be long
     fig.savefig(path, dpi=120, bbox_inches="tight")
     return Path(path)
+
+
+def plot_trajectories(panels: list[dict], path: Path, goals: np.ndarray | None = None) -> Path:
+    """sac-policy trajectories: one panel per run, its episodes' 2-D paths (`paths`: arrays [T, 2]) and, at a
+    few states, the directions of sampled actions (`samples`: {state (x, y): actions [N, 2]}); goals as circles."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.2 * len(panels), 4.2))
+    FigureCanvasAgg(fig)
+    for i, panel in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        for trajectory in panel["paths"]:
+            ax.plot(trajectory[:, 0], trajectory[:, 1], color="tab:blue", alpha=0.6, lw=1)
+        for (x, y), actions in panel.get("samples", {}).items():
+            ax.quiver(np.full(len(actions), x), np.full(len(actions), y), actions[:, 0], actions[:, 1],
+                      angles="xy", scale_units="xy", scale=1, color="tab:red", alpha=0.3, width=0.004)
+        if goals is not None:
+            for g in goals:
+                ax.add_patch(_circle(g))
+        ax.set_aspect("equal")
+        ax.set_title(textwrap.fill(panel["title"], 45), fontsize=9)
+        ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return Path(path)
+
+
+def _circle(center):
+    from matplotlib.patches import Circle
+
+    return Circle(tuple(center), 1.0, color="tab:green", alpha=0.3)

@@ -99,6 +99,21 @@ class Policy:
         t = torch.as_tensor(obs, device=self.device)
         return self.agent.act(t, deterministic=deterministic).cpu().numpy()
 
+    def sample_unit(self, obs, count: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """`count` draws of the policy at one observation: actions [count, *action shape] in [-1, 1] and their
+        log-densities [count] (None where the policy has no density)."""
+        obs = np.asarray(obs, dtype=self.obs_spec.dtype).reshape(1, *self.obs_spec.shape)
+        if self._normalize is not None:
+            obs = self._normalize(obs)
+        actions, log_prob = self.agent.policy_samples(torch.as_tensor(obs, device=self.device), count)
+        return actions[0].cpu().numpy(), None if log_prob is None else log_prob[0].cpu().numpy()
+
+    @property
+    def alpha(self) -> float | None:
+        """The temperature the policy was trained with (its final value when learned); None without one."""
+        alpha = getattr(self.agent, "alpha", None)
+        return None if alpha is None else float(alpha)
+
     def make_env(self, render_size: int | None = None) -> gym.Env:
         """The run's env (its eval settings) with the env's own action bounds, as `act` returns them."""
         return _native(make_run_env(self.config, render_size))

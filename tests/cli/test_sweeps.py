@@ -128,17 +128,28 @@ def test_temperature_sweep_preset_sweeps_20_jobs_on_the_given_env():
 def test_paper_preset_sweeps_envs_temperature_modes_and_seeds():
     cfg = compose_hydra("+experiment=paper")
     assert dict(cfg.hydra.sweeper.params) == {
-        "env": "HalfCheetah,Hopper,Walker2d,Ant,Humanoid", "algorithm": "sac,sac_fixed_alpha,td3,ddpg",
+        "env": "HalfCheetah,Hopper,Walker2d,Ant,Humanoid", "algorithm": "sac,sac_fixed_alpha,td3,ddpg,sql",
         "seed": "0,1,2,3,4"}
     jobs = composed_jobs(["+experiment=paper"])
-    assert len(jobs) == 100
+    assert len(jobs) == 125
     assert {(j["env"], j["algorithm"]) for j in jobs} == set(
-        product(["HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid"], ["sac", "sac_fixed_alpha", "td3", "ddpg"]))
-    assert len(composed_jobs(["+experiment=paper", "env=Hopper"])) == 20
+        product(["HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid"],
+                ["sac", "sac_fixed_alpha", "td3", "ddpg", "sql"]))
+    assert len(composed_jobs(["+experiment=paper", "env=Hopper"])) == 25
 
     job = compose_hydra("+experiment=paper", "env=Humanoid", "algorithm=sac_fixed_alpha", "seed=4")
     assert job.env.id.startswith("Humanoid") and job.algorithm.learn_alpha is False and job.seed == 4
     assert job.hydra.job.override_dirname == "algorithm=sac_fixed_alpha,env=Humanoid,seed=4"
+
+
+def test_figure1_preset_runs_every_algorithm_at_100k_with_seeds_slowest():
+    jobs = composed_jobs(["+experiment=figure1"])
+    assert len(jobs) == 30
+    assert [j["seed"] for j in jobs[:6]] == ["0"] * 6  # every algorithm's seed 0 before any seed 1
+    assert {j["algorithm"] for j in jobs} == {"sac", "crossq", "sac_fixed_alpha", "td3", "ddpg", "sql"}
+    job = compose_hydra("+experiment=figure1", "algorithm=crossq", "seed=2", "env=HalfCheetah")
+    assert job.total_steps == 100_000 and job.env.id == "HalfCheetah-v5"
+    assert job.hydra.job.override_dirname == "algorithm=crossq,env=HalfCheetah,seed=2"
 
 
 # ---- Slurm preset ----

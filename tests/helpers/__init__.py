@@ -20,6 +20,7 @@ BIN = Path(sys.executable).parent
 SAC_RUN = str(BIN / "sac-run")
 SAC_EVAL = str(BIN / "sac-eval")
 SAC_REPORT = str(BIN / "sac-report")
+SAC_POLICY = str(BIN / "sac-policy")
 HELPERS = Path(__file__).parent  # byo_env.py lives here
 
 
