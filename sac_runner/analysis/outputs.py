@@ -302,3 +302,25 @@ def _circle(center):
     from matplotlib.patches import Circle
 
     return Circle(tuple(center), 1.0, color="tab:green", alpha=0.3)
+
+
+def plot_action_densities(grid: np.ndarray, optimal: np.ndarray, runs: list[dict], path: Path) -> Path:
+    """sac-policy oracle on a 1-D bandit: pi*'s density on `grid` and a histogram of each run's samples
+    (`runs`: {"label", "actions" [N]})."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.5, 3.8))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot(grid, optimal, color="black", lw=2, label="π* ∝ exp(r(a)/α)")
+    for run in runs:
+        ax.hist(run["actions"], bins=100, range=(-1, 1), density=True, histtype="step", lw=1.5,
+                label=textwrap.fill(run["label"], 50))
+    ax.set_xlabel("action a")
+    ax.set_ylabel("density")
+    ax.set_xlim(-1, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return Path(path)

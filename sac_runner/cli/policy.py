@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from sac_runner.analysis.outputs import plot_trajectories
+from sac_runner.analysis.outputs import plot_action_densities, plot_trajectories
 from sac_runner.cli.common import ArgumentParser, UsageError, run_tool
 from sac_runner.policy import Policy, load_policy
 from sac_runner.policy.soft_optimality import bandit_of, best_tanh_gaussian, soft_optimality
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--alpha", type=float, help="temperature of the optimum (default: the run's final alpha)")
     o.add_argument("--seed", type=int, default=0)
     o.add_argument("--out", type=Path, help="write the results as JSON here")
+    o.add_argument("--plot", type=Path, help="1-D bandits: draw pi* and each run's action histogram to this PNG")
     t = sub.add_parser("trajectories", help="paths and action samples on a 2-D point env (env=multigoal)")
     t.add_argument("paths", nargs="+", metavar="RUN", help="run dirs or model files (one panel each)")
     t.add_argument("--episodes", type=int, default=20, help="episodes per run (default 20)")
@@ -52,7 +54,7 @@ def policy_at(path: str) -> Policy:
 def oracle(args) -> int:
     if args.samples < 100:
         raise UsageError(f"--samples={args.samples} is not allowed: expected at least 100")
-    results = {}
+    results, drawn = {}, []
     for path in args.paths:
         policy = policy_at(path)
         env = policy.make_env()
@@ -72,13 +74,28 @@ def oracle(args) -> int:
             entry["best_tanh_gaussian_value"] = best_tanh_gaussian(bandit, alpha)
             lines.append(f"best soft value of a single tanh-Gaussian: {entry['best_tanh_gaussian_value']:.4f}")
         results[path] = entry
+        drawn.append((bandit, alpha, {"label": f"{policy.config.algorithm.name} (KL {report.kl:.2f})",
+                                      "actions": actions[:, 0]}))
         print(f"{path} ({policy.config.algorithm.name}, reward {bandit.kind}):")
         print("\n".join(f"  {line}" for line in lines))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2))
         print(f"wrote {args.out}")
+    if args.plot:
+        plot_oracle(drawn, args.plot)
+        print(f"wrote {args.plot}")
     return 0
+
+
+def plot_oracle(drawn: list, path: Path) -> None:
+    bandit, alpha, _ = drawn[0]
+    if bandit.dim != 1 or any(b.dim != 1 or b.kind != bandit.kind or not math.isclose(a, alpha, rel_tol=1e-5)
+                                 for b, a, _ in drawn):
+        raise UsageError("--plot draws 1-D bandits of one reward and temperature only")
+    optimum = bandit.optimum(alpha)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plot_action_densities(optimum.actions[:, 0], optimum.density, [run for _, _, run in drawn], path)
 
 
 def parse_states(text: str) -> list[tuple[float, float]]:

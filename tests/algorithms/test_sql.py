@@ -143,4 +143,6 @@ def test_sql_on_multigoal_reaches_at_least_three_goals_from_the_origin(cfg_facto
     assert (out / "trajectories.png").stat().st_size > 10_000
 
 
-MULTIGOAL = ("network.hidden_sizes=[64,64]", "logger=none", "checkpoint_every=0", "threads=1")
+# alpha 10: the original code's reward scale 0.1 for this env; 3 goals of 4 in 20 episodes for seeds 0, 1, 2
+MULTIGOAL = ("algorithm.alpha=10", "total_steps=8000", "eval_every=4000", "network.hidden_sizes=[64,64]",
+             "logger=none", "checkpoint_every=0", "threads=1")
