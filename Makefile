@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -q -c constraints.txt torch
 	@# a venv made before the mujoco pin holds mujoco 4's split packages: remove them so that 3.17 installs cleanly
 	$(PIP) uninstall -q -y mujoco-core mujoco-studio 2>/dev/null || true
-	$(PIP) install -q -c constraints.txt -e ".[test,dmc]"
+	$(PIP) install -q -c constraints.txt -e ".[test,dmc,tune]"
 	touch $@
 
 ## Train on the default config (HalfCheetah, paper settings). Extra overrides: make run ARGS="env=Hopper seed=1"

@@ -7,9 +7,8 @@ from importlib.resources import files
 from typing import Any
 
 import yaml
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
 
+from sac_runner.config.compose import compose_config
 from sac_runner.config.identity import (
     GROUP_LIMIT,
     SEED,
@@ -21,7 +20,6 @@ from sac_runner.config.identity import (
     short_items,
     shorten,
 )
-from sac_runner.config.registration import register_configs
 
 ALWAYS_SHOWN = ("env.id", "algorithm.name")
 
@@ -40,13 +38,7 @@ def _options(group: str, field: str) -> dict[Any, str]:
 
 @lru_cache(maxsize=32)
 def _composed(overrides: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
-    register_configs()
-    if GlobalHydra.instance().is_initialized():  # inside sac-run: its own config search path
-        cfg = compose("config", list(overrides))
-    else:
-        with initialize_config_module("sac_runner.conf", version_base="1.3"):
-            cfg = compose("config", list(overrides))
-    return tuple(flatten(cfg).items())
+    return tuple(flatten(compose_config(list(overrides))).items())
 
 
 def default_config(env_id: str, algorithm: str) -> dict[str, Any]:

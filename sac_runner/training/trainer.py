@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -35,8 +36,8 @@ log = logging.getLogger(__name__)
 
 
 class Trainer:
-    def __init__(self, cfg: DictConfig):
-        self.cfg = cfg
+    def __init__(self, cfg: DictConfig, on_evaluation: Callable[[int, float], None] | None = None):
+        self.cfg, self.on_evaluation = cfg, on_evaluation  # on_evaluation(step, mean): may raise to end the run
         path, resume_from = resolve_resume(cfg.resume, Path(cfg.run_dir or "."))
         self.run_dir = RunDir(path)
         check_writable(path)
@@ -220,6 +221,8 @@ class Trainer:
                                              lambda: self._save_model(self.run_dir.best_model), self.speed.last)
         if hasattr(self, "_bar"):
             self._set_postfix()
+        if self.on_evaluation is not None:
+            self.on_evaluation(self.step, result[0])
         return result
 
     def _deterministic_actions(self, obs: np.ndarray) -> np.ndarray:

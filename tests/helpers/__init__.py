@@ -21,6 +21,7 @@ SAC_RUN = str(BIN / "sac-run")
 SAC_EVAL = str(BIN / "sac-eval")
 SAC_REPORT = str(BIN / "sac-report")
 SAC_POLICY = str(BIN / "sac-policy")
+SAC_TUNE = str(BIN / "sac-tune")
 HELPERS = Path(__file__).parent  # byo_env.py lives here
 
 
