@@ -10,10 +10,21 @@ from sac_runner.config.naming import default_config
 from sac_runner.errors import ConfigError
 from sac_runner.runs import checkpoint as ckpt
 from sac_runner.runs.rundir import RunDir
+from sac_runner.runs.tracking import in_wandb_sweep
 
 
 def resolve_resume(resume: str | None, run_dir: Path) -> tuple[Path, Path | None]:
-    """(run dir to write into, checkpoint file or dir to resume from)."""
+    """(run dir to write into, checkpoint file or dir to resume from); a run under a W&B sweep agent starts
+    fresh (the agent gives each command a new W&B run)."""
+    path, source = _resolve_resume(resume, run_dir)
+    if source is not None and in_wandb_sweep():
+        raise ConfigError(f"resuming {path} under a W&B sweep agent is refused: the agent gives each run a new W&B "
+                          "run, so the resumed metrics would be split; resume it outside the sweep (without "
+                          "WANDB_SWEEP_ID), or let the agent start a fresh run dir")
+    return path, source
+
+
+def _resolve_resume(resume: str | None, run_dir: Path) -> tuple[Path, Path | None]:
     if resume is None:
         own = RunDir(run_dir).checkpoints
         return run_dir, own if ckpt.has_checkpoint(own) else None

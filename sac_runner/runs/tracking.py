@@ -132,6 +132,22 @@ def _redact(text: str) -> str:
     return text.replace(key, "***") if key else text
 
 
+def in_wandb_sweep() -> bool:
+    """Whether a W&B sweep agent started this process (it sets WANDB_SWEEP_ID)."""
+    return bool(os.environ.get("WANDB_SWEEP_ID"))
+
+
+def flatten_config(config: dict, prefix: str = "") -> dict:
+    """{"hyperparameters.lr": ...}: the dotted keys a sweep's parameters name."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 class Tracker:
     """One run's metrics sink. `logger_cfg` is the `logger` config group as a plain dict."""
 
@@ -156,11 +172,13 @@ class Tracker:
     def _init_wandb(self, mode, reason, config, name, group, tags, run_id) -> None:
         import wandb
 
+        identity = dict(project=self.cfg["project"], entity=self.cfg.get("entity"), group=group, name=name,
+                        config=copy.deepcopy(config), id=run_id, resume="allow" if run_id else None)
+        if in_wandb_sweep():  # the agent's run, name, group and project; the config flat, as its parameters are
+            identity = dict(config=flatten_config(config))
         self.run = wandb.init(
-            project=self.cfg["project"], entity=self.cfg.get("entity"), group=group, name=name,
-            tags=list(tags), job_type=self.cfg.get("job_type") or "train", config=copy.deepcopy(config),
-            dir=str(self.run_dir),
-            mode=mode, id=run_id, resume="allow" if run_id else None,
+            **identity, tags=list(tags), job_type=self.cfg.get("job_type") or "train", dir=str(self.run_dir),
+            mode=mode,
             # Each Tracker is its own run, also when Hydra runs several jobs in one process.
             reinit="create_new",
             settings=wandb.Settings(console="off", quiet=True, silent=True, init_timeout=_init_timeout()),

@@ -387,3 +387,26 @@ def test_checkpoints_logged_as_model_artifacts(cfg_factory):
 def test_checkpoints_not_logged_by_default(cfg_factory):
     run_dir, _ = run_training(cfg_factory, "total_steps=200", "checkpoint_every=100", "eval_every=200")
     assert not [a for a in only_wandb_file(run_dir).artifacts if a.type == "model"]
+
+
+# ---- W&B sweeps ----
+
+def test_a_run_under_a_wandb_sweep_agent_takes_its_identity_and_logs_its_config_flat(cfg_factory, monkeypatch):
+    monkeypatch.setenv("WANDB_SWEEP_ID", "abc123")
+    monkeypatch.setenv("WANDB_RUN_ID", "agentrun1")  # what the agent sets for the command it starts
+    run_dir, _ = run_training(cfg_factory, "algorithm.target_entropy_scale=0.5")
+    wf = only_wandb_file(run_dir)
+    assert wf.run.run_id == "agentrun1"
+    assert wf.run.run_group != TINY_GROUP  # not ours: the agent's (none here)
+    assert wf.config["algorithm.target_entropy_scale"] == 0.5  # dotted keys, as the sweep names its parameters
+    assert wf.config["hyperparameters.lr"] == 3e-4 and "algorithm" not in wf.config
+
+
+def test_resuming_under_a_wandb_sweep_agent_is_refused_in_one_line(cfg_factory, monkeypatch, tmp_path):
+    from sac_runner.errors import ConfigError
+
+    run_training(cfg_factory, "logger=none", run_dir=tmp_path / "run")
+    monkeypatch.setenv("WANDB_SWEEP_ID", "abc123")
+    with pytest.raises(ConfigError, match="under a W&B sweep agent is refused") as e:
+        _train(cfg_factory, "logger=none", "total_steps=600", run_dir=tmp_path / "run")
+    assert "\n" not in str(e.value)
