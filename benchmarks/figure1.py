@@ -81,10 +81,22 @@ def wall_clock_table() -> str:
     return "\n".join(lines)
 
 
+def planned_runs() -> int:
+    """Runs the figure1 preset sweeps (seeds x algorithms)."""
+    import yaml
+
+    preset = yaml.safe_load((ROOT.parent / "conf" / "experiment" / "figure1.yaml").read_text())
+    params = preset["hydra"]["sweeper"]["params"]
+    return len(str(params["seed"]).split(",")) * len(str(params["algorithm"]).split(","))
+
+
 def page() -> int:
     subprocess.run(report_command(REPORT), check=True)
     summary = (REPORT / "summary.md").read_text()
-    text = TEMPLATE.format(begin=BEGIN, end=END, summary=summary.strip(), wall_clock=wall_clock_table())
+    status = (f"**Status:** {len(list(RUNS.glob('*/config.yaml')))} of the sweep's {planned_runs()} runs have "
+              "reached 100k steps and are in the table; the sweep goes on, and the page is rebuilt as runs finish.")
+    text = TEMPLATE.format(begin=BEGIN, end=END, summary=summary.strip(), wall_clock=wall_clock_table(),
+                           status=status)
     PAGE.write_text(text)
     print(f"wrote {PAGE}")
     return 0
@@ -107,6 +119,8 @@ temperature 0.2 (`sac_fixed_alpha`), TD3, DDPG and Soft Q-learning (`sql`), each
 presets' settings (10k uniform-random warm-up steps, an evaluation of 10 episodes every 5k steps). Runs resume
 exactly, so an interrupted sweep is continued by the same command. A configuration shows only runs that reached
 100k steps; the seeds column says how many.
+
+{status}
 
 ![learning curves](figure1_report/learning_curves.png)
 

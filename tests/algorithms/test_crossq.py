@@ -138,7 +138,7 @@ def test_sigkill_and_resume_of_crossq_is_bit_exact_with_its_normalization_statis
 @pytest.mark.slow
 @pytest.mark.learning
 def test_crossq_reaches_the_pendulum_threshold(cfg_factory, tmp_path):
-    cfg = cfg_factory("env=Pendulum", "algorithm=crossq", "logger=none", "seed=0", "total_steps=6000",
-                      "eval_every=2000", "checkpoint_every=0", "threads=1")
+    cfg = cfg_factory("env=Pendulum", "algorithm=crossq", "logger=none", "seed=0", "total_steps=5000",
+                      "eval_every=2500", "checkpoint_every=0", "threads=1")
     summary = Trainer(cfg).train()
-    assert_learned(tmp_path / "run", summary, total_steps=6_000, threshold=-250.0)
+    assert_learned(tmp_path / "run", summary, total_steps=5_000, threshold=-250.0)  # seed 0: -110 at 5k

@@ -143,6 +143,7 @@ def test_sql_on_multigoal_reaches_at_least_three_goals_from_the_origin(cfg_facto
     assert (out / "trajectories.png").stat().st_size > 10_000
 
 
-# alpha 10: the original code's reward scale 0.1 for this env; 3 goals of 4 in 20 episodes for seeds 0, 1, 2
-MULTIGOAL = ("algorithm.alpha=10", "total_steps=8000", "eval_every=4000", "network.hidden_sizes=[64,64]",
+# alpha 10: the original code's reward scale 0.1 for this env; 3 goals of 4 in 20 episodes at seed 0 after 5k
+# steps (seeds 1 and 2: 3 goals after 8k; all four at 10k, benchmarks/results/soft_optimality)
+MULTIGOAL = ("algorithm.alpha=10", "total_steps=5000", "eval_every=2500", "network.hidden_sizes=[64,64]",
              "logger=none", "checkpoint_every=0", "threads=1")

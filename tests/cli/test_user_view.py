@@ -116,10 +116,10 @@ def test_a_dry_run_lists_the_jobs_and_launches_nothing(tmp_path):
     result = sac_run("-m", "+experiment=paper", "env=Hopper", "--dry-run", cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "sac-run: dry run of 20 job(s):"
-    assert sum(ln.startswith("  #") for ln in lines) == 20
-    assert "algorithm=td3" in result.stdout and "seed=4" in result.stdout
-    assert "20 job(s), 20,000,000 env steps in all: about 37.0 h" in lines[-1]
+    assert lines[0] == "sac-run: dry run of 25 job(s):"
+    assert sum(ln.startswith("  #") for ln in lines) == 25
+    assert "algorithm=td3" in result.stdout and "algorithm=sql" in result.stdout and "seed=4" in result.stdout
+    assert "25 job(s), 25,000,000 env steps in all: about 46.3 h" in lines[-1]
     assert not (tmp_path / "multirun").exists()
 
 

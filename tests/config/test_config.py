@@ -29,10 +29,11 @@ def test_every_option_composes_and_validates(tmp_path, group, option):
 
 def test_env_options_are_named_as_users_type_them():
     assert options("env") == sorted(["HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid", "Pendulum",
-                                     "InvertedPendulum", "dmc", "generic"])
+                                     "InvertedPendulum", "dmc", "generic", "multigoal", "bandit"])
     ids = {o: make_cfg(Path("/tmp"), [f"env={o}"]).env.id for o in options("env") if o != "generic"}
     assert ids["HalfCheetah"] == "HalfCheetah-v5" and ids["Humanoid"] == "Humanoid-v5"
     assert ids["Pendulum"] == "Pendulum-v1"
+    assert ids["multigoal"] == "sac_runner/MultiGoal-v0" and ids["bandit"] == "sac_runner/SoftBandit-v0"
 
 
 def test_defaults_are_the_papers_table_1(tmp_path):

@@ -8,15 +8,16 @@ from helpers import assert_learned
 pytestmark = [pytest.mark.slow, pytest.mark.learning]
 
 
-@pytest.mark.parametrize("update", ["fast", "autograd"])
-@pytest.mark.parametrize("env,total_steps,threshold,compile", [
-    # what compile=auto picks for long runs, on a run short enough for a test (the longest tests: listed first)
-    ("InvertedPendulum", 20_000, 950.0, "true"),
-    ("Pendulum", 10_000, -250.0, "false"),  # crossed by 5k at seed 0
+@pytest.mark.parametrize("env,total_steps,threshold,compile,update", [
+    # what compile=auto picks for long runs, on a run short enough for a test (the longest test: listed first)
+    ("InvertedPendulum", 20_000, 950.0, "true", "fast"),
+    # The autograd path's SAC update is proven equal to this one (tests/algorithms/test_fast_update.py); that path
+    # learns in the TD3, DDPG, CrossQ and Soft Q-learning tests.
+    ("Pendulum", 6_000, -250.0, "false", "fast"),  # crossed by 5k at seed 0
 ])
 def test_sac_reaches_the_return_threshold(cfg_factory, tmp_path, env, total_steps, threshold, compile, update):
     # Paper defaults; one torch thread keeps the time predictable on a shared machine.
-    cfg = cfg_factory(f"env={env}", "logger=none", "seed=0", f"total_steps={total_steps}", "eval_every=2500",
+    cfg = cfg_factory(f"env={env}", "logger=none", "seed=0", f"total_steps={total_steps}", "eval_every=2000",
                       "checkpoint_every=0", "threads=1", f"update={update}", f"compile={compile}")
     trainer = Trainer(cfg)
     summary = trainer.train()
