@@ -129,6 +129,25 @@ class Agent:
         target.requires_grad_(False)
         return target
 
+    def _objectives(self, compile: bool, *names: str) -> None:
+        """Bind each `<name>` to its `<name>_eager` method, compiled when `compile`."""
+        for name in names:
+            setattr(self, name, getattr(self, f"{name}_eager"))
+        if compile:
+            self._compile({name: getattr(self, f"{name}_eager") for name in names})
+
+    def _gradient_step(self, flat: FlatParameters, optim: FlatAdam, objective: Callable, *args: Any,
+                       inputs: list[Tensor] | None = None) -> Any:
+        """One Adam step on the loss objective(*args) returns (alone, or first of a tuple, returned as given):
+        backward() into the flat gradient buffer (zeroed in place: the gradients stay views of it), into
+        `inputs` only when given (the other networks' gradients stay their own losses')."""
+        with torch.enable_grad():
+            out = objective(*args)
+            flat.grad.zero_()
+            (out[0] if isinstance(out, tuple) else out).backward(inputs=inputs)
+        optim.step()
+        return out
+
     def _compile(self, parts: dict[str, Callable]) -> None:
         """torch.compile the named methods; the first update compiles them (see _first_compiled_update)."""
         self._compile_pending = True
@@ -194,8 +213,13 @@ class Agent:
 
     # ---- the interface ----
 
+    @torch.inference_mode()
     def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
-        raise NotImplementedError
+        """A tanh-Gaussian actor's (SAC's, CrossQ's) mean action, or a sample; other policies override this."""
+        obs = self.encoder(obs)
+        if deterministic:
+            return self.actor.deterministic(obs)
+        return self.actor.explore(obs, self.generator)
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
         raise NotImplementedError

@@ -100,19 +100,7 @@ class CrossQ(LearnedTemperature, Agent):
         self.networks = {"actor": (self.actor, self.actor_params), "critic": (self.critic, self.critic_params)}
         self.optimizers = {"actor_optim": self.actor_optim, "critic_optim": self.critic_optim}
         self._last = {k: torch.zeros((), device=self.device) for k in ("loss/actor", "loss/alpha", "entropy")}
-        self._critic_objective, self._actor_objective = self._critic_objective_eager, self._actor_objective_eager
-        if compile:
-            self._compile({"_critic_objective": self._critic_objective_eager,
-                           "_actor_objective": self._actor_objective_eager})
-
-    # ---- acting ----
-
-    @torch.inference_mode()
-    def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
-        obs = self.encoder(obs)
-        if deterministic:
-            return self.actor.deterministic(obs)
-        return self.actor.explore(obs, self.generator)
+        self._objectives(compile, "_critic_objective", "_actor_objective")
 
     # ---- learning ----
 
@@ -136,17 +124,12 @@ class CrossQ(LearnedTemperature, Agent):
         b = self.encoded(b)
         n = b.obs.shape[0]
         alpha = self.log_alpha.detach().exp()
-        with torch.enable_grad():
-            loss_q, q_mean = self._critic_objective(b, eps[:n], alpha)
-            self.critic_params.grad.zero_()  # in place: the gradients stay views of the flat buffer
-            loss_q.backward()
-        self.critic_optim.step()
+        loss_q, q_mean = self._gradient_step(self.critic_params, self.critic_optim, self._critic_objective, b,
+                                             eps[:n], alpha)
         if actor_step:
-            with torch.enable_grad():
-                loss, loss_pi, loss_alpha, log_prob = self._actor_objective(b.obs, eps[n:], alpha, self.log_alpha)
-                self.actor_params.grad.zero_()
-                loss.backward(inputs=self._actor_tensors)  # the critics' gradients stay the critic loss's
-            self.actor_optim.step()
+            _, loss_pi, loss_alpha, log_prob = self._gradient_step(
+                self.actor_params, self.actor_optim, self._actor_objective, b.obs, eps[n:], alpha, self.log_alpha,
+                inputs=self._actor_tensors)
             self._last = {"loss/actor": loss_pi.detach(), "loss/alpha": loss_alpha.detach(),
                           "entropy": -log_prob.mean()}
         return {"loss/critic": loss_q.detach(), **self._last, "alpha": alpha, "q_mean": q_mean}

@@ -126,15 +126,6 @@ class SAC(LearnedTemperature, Agent):
 
             self._graph = CapturedUpdate(self)
 
-    # ---- acting ----
-
-    @torch.inference_mode()
-    def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
-        obs = self.encoder(obs)
-        if deterministic:
-            return self.actor.deterministic(obs)
-        return self.actor.explore(obs, self.generator)
-
     # ---- learning ----
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
@@ -161,16 +152,11 @@ class SAC(LearnedTemperature, Agent):
         b = self.encoded(b)
         n = b.obs.shape[0]
         alpha = self.log_alpha.detach().exp()
-        with torch.enable_grad():
-            loss_q, q_mean = self._critic_objective(b, eps[:n], alpha)
-            self.critic_params.grad.zero_()  # in place: the gradients stay views of the flat buffer
-            loss_q.backward()
-        self.critic_optim.step()
-        with torch.enable_grad():
-            loss, loss_pi, loss_alpha, log_prob = self._actor_objective(b.obs, eps[n:], alpha, self.log_alpha)
-            self.actor_params.grad.zero_()
-            loss.backward(inputs=self._actor_tensors)  # the critics' gradients stay the critic loss's
-        self.actor_optim.step()
+        loss_q, q_mean = self._gradient_step(self.critic_params, self.critic_optim, self._critic_objective, b,
+                                             eps[:n], alpha)
+        _, loss_pi, loss_alpha, log_prob = self._gradient_step(
+            self.actor_params, self.actor_optim, self._actor_objective, b.obs, eps[n:], alpha, self.log_alpha,
+            inputs=self._actor_tensors)
         if polyak and polyak_inside:
             self.polyak()
         return {"loss/critic": loss_q.detach(), "loss/actor": loss_pi.detach(), "loss/alpha": loss_alpha.detach(),

@@ -108,9 +108,7 @@ class SQL(Agent):
         self.optimizers = {"actor_optim": self.actor_optim, "critic_optim": self.critic_optim}
         self.polyak_pairs = [(self.target_params, self.critic_params)]
         self.fixed = self.fixed_particles(algorithm)
-        self._critic_objective = self._critic_objective_eager
-        if compile:
-            self._compile({"_critic_objective": self._critic_objective_eager})
+        self._objectives(compile, "_critic_objective")
 
     # ---- acting ----
 
@@ -141,16 +139,10 @@ class SQL(Agent):
 
     def _update(self, b: Batch, uniform: Tensor, xi: Tensor, polyak: bool) -> dict[str, Tensor]:
         b = self.encoded(b)
-        with torch.enable_grad():
-            loss_q, q_mean, value_mean = self._critic_objective(b, uniform)
-            self.critic_params.grad.zero_()
-            loss_q.backward()
-        self.critic_optim.step()
-        with torch.enable_grad():
-            loss_sampler, stein_norm = self._sampler_objective(b.obs, xi)
-            self.actor_params.grad.zero_()
-            loss_sampler.backward(inputs=list(self.actor.parameters()))
-        self.actor_optim.step()
+        loss_q, q_mean, value_mean = self._gradient_step(self.critic_params, self.critic_optim,
+                                                         self._critic_objective, b, uniform)
+        loss_sampler, stein_norm = self._gradient_step(self.actor_params, self.actor_optim, self._sampler_objective,
+                                                       b.obs, xi, inputs=list(self.actor.parameters()))
         if polyak:
             self.polyak()
         return {"loss/critic": loss_q.detach(), "loss/sampler": loss_sampler.detach(), "q_mean": q_mean,

@@ -87,10 +87,7 @@ class TD3(Agent):
         self.polyak_pairs = [(self.critic_target_params, self.critic_params),
                              (self.actor_target_params, self.actor_params)]
         self._last_actor_loss = torch.zeros((), device=self.device)  # reported between delayed actor steps
-        self._critic_objective, self._actor_objective = self._critic_objective_eager, self._actor_objective_eager
-        if compile:
-            self._compile({"_critic_objective": self._critic_objective_eager,
-                           "_actor_objective": self._actor_objective_eager})
+        self._objectives(compile, "_critic_objective", "_actor_objective")
 
     # ---- acting ----
 
@@ -120,17 +117,10 @@ class TD3(Agent):
 
     def _update(self, b: Batch, noise: Tensor, actor_step: bool) -> dict[str, Tensor]:
         b = self.encoded(b)
-        with torch.enable_grad():
-            loss_q, q_mean = self._critic_objective(b, noise)
-            self.critic_params.grad.zero_()  # in place: the gradients stay views of the flat buffer
-            loss_q.backward()
-        self.critic_optim.step()
+        loss_q, q_mean = self._gradient_step(self.critic_params, self.critic_optim, self._critic_objective, b, noise)
         if actor_step:
-            with torch.enable_grad():
-                loss_mu = self._actor_objective(b.obs)
-                self.actor_params.grad.zero_()
-                loss_mu.backward(inputs=list(self.actor.parameters()))  # the critics' gradients stay J_Q's
-            self.actor_optim.step()
+            loss_mu = self._gradient_step(self.actor_params, self.actor_optim, self._actor_objective, b.obs,
+                                          inputs=list(self.actor.parameters()))
             self.polyak()
             self._last_actor_loss = loss_mu.detach()
         return {"loss/critic": loss_q.detach(), "loss/actor": self._last_actor_loss, "q_mean": q_mean}

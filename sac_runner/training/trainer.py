@@ -112,7 +112,6 @@ class Trainer:
         return self.checkpointer.save(self.step, self.state_dict(), self.tracker)
 
     # ---- the loop ----
-
     def train(self) -> dict:
         cfg = self.cfg
         exit_code = 1
@@ -232,8 +231,7 @@ class Trainer:
         """model.pt and best_model.pt: the networks and the config, no optimizer or replay state."""
         state = {**self.agent.weights(), "config": self.config, "obs_dim": self.agent.obs_dim,
                  "act_dim": self.agent.act_dim, "obs_shape": list(self.replay.spec.shape),
-                 "obs_dtype": str(self.replay.spec.dtype),
-                 # ObsNormalizer.from_state_dict(...) rebuilds it; None when env.normalize_obs is off
+                 "obs_dtype": str(self.replay.spec.dtype),  # obs_normalizer: None when env.normalize_obs is off
                  "obs_normalizer": self.obs_normalizer.state_dict() if self.obs_normalizer is not None else None}
         self.checkpointer.save_model(path, state, self.step)
 
@@ -244,10 +242,9 @@ class Trainer:
         summary = {"global_step": self.step, "eval/return_mean": mean, "eval/return_std": std,
                    "eval/return_best": best, "eval/return_best_step": best_step}
         self.tracker.summary(summary)
-        best_text = f"best {best:.1f} at step {best_step}" if best is not None else \
-            "no evaluation after learning_starts"
-        log.info("Done: %d steps, %d episodes. Final eval return %.1f ± %.1f; %s.", self.step, self.episodes, mean,
-                 std, best_text)
+        best_text = f"best {best:.1f} at step {best_step}" if best is not None else "no eval after learning_starts"
+        log.info("Done: %d steps, %d episodes. Final eval return %.1f ± %.1f; %s.", self.step, self.episodes, mean, std,
+                 best_text)
         log.info("Run dir: %s (metrics.jsonl, model.pt, checkpoints/)", self.run_dir.path)
         return {**summary, "run_dir": str(self.run_dir.path), "model": str(self.run_dir.model),
                 "checkpoint": str(checkpoint_path)}

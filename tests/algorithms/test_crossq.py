@@ -5,11 +5,14 @@ import torch
 from torch.nn import functional as F
 
 from sac_runner.algorithms.batch import Batch
-from sac_runner.errors import ConfigError
 from sac_runner.nn.batch_renorm import BatchRenorm
 from sac_runner.training.trainer import Trainer
 
-from helpers import assert_learned, cheetah, eval_rows, make_agent, sac_run_killed_and_resumed, same_weights
+from helpers import (
+    assert_learned,
+    assert_one_line_config_error,
+    make_agent,
+)
 
 SMALL = ("algorithm=crossq", "network.hidden_sizes=[32,32]", "algorithm.critic_width=64")
 
@@ -119,20 +122,7 @@ def test_compiled_update_matches_eager():
     ("update=fast", "update=fast is not available for algorithm crossq"),
 ])
 def test_crossq_settings_get_one_line_errors(cfg_factory, override, message):
-    from sac_runner.config.validation import validate
-
-    with pytest.raises(ConfigError, match=message) as e:
-        validate(cfg_factory("debug=default", "algorithm=crossq", override))
-    assert "\n" not in str(e.value)
-
-
-@pytest.mark.slow
-def test_sigkill_and_resume_of_crossq_is_bit_exact_with_its_normalization_statistics(tmp_path):
-    killed, reference, _ = sac_run_killed_and_resumed(tmp_path, [*cheetah(total=600, every=200), "algorithm=crossq"])
-    assert eval_rows(killed) == eval_rows(reference)
-    assert same_weights(killed, reference)  # state dicts: running means and variances too
-    saved = torch.load(killed / "model.pt", weights_only=True)
-    assert any(k.endswith("running_var") for k in saved["critic"])
+    assert_one_line_config_error(cfg_factory("debug=default", "algorithm=crossq", override), message)
 
 
 @pytest.mark.slow

@@ -10,17 +10,13 @@ import torch
 
 from sac_runner.algorithms.batch import Batch
 from sac_runner.algorithms.losses import rbf_kernel, soft_value_uniform, stein_direction, tanh_log_det
-from sac_runner.errors import ConfigError
 from sac_runner.training.trainer import Trainer
 
 from helpers import (
     SAC_POLICY,
     assert_learned,
-    cheetah,
-    eval_rows,
+    assert_one_line_config_error,
     make_agent,
-    sac_run_killed_and_resumed,
-    same_weights,
 )
 
 SMALL = ("algorithm=sql", "network.hidden_sizes=[32,32]")
@@ -107,18 +103,7 @@ def test_an_update_moves_q_sampler_and_target_and_reports_its_metrics():
     ("update=fast", "update=fast is not available for algorithm sql"),
 ])
 def test_sql_settings_get_one_line_errors(cfg_factory, override, message):
-    from sac_runner.config.validation import validate
-
-    with pytest.raises(ConfigError, match=message) as e:
-        validate(cfg_factory("debug=default", "algorithm=sql", override))
-    assert "\n" not in str(e.value)
-
-
-@pytest.mark.slow
-def test_sigkill_and_resume_of_sql_is_bit_exact(tmp_path):
-    killed, reference, _ = sac_run_killed_and_resumed(tmp_path, [*cheetah(total=600, every=200), "algorithm=sql"])
-    assert eval_rows(killed) == eval_rows(reference)
-    assert same_weights(killed, reference)
+    assert_one_line_config_error(cfg_factory("debug=default", "algorithm=sql", override), message)
 
 
 @pytest.mark.slow

@@ -189,3 +189,15 @@ def same_weights(a: Path, b: Path) -> bool:
     assert "actor" in nets and nets == networks(mb)
     return all(torch.equal(ma[k][n], mb[k][n]) for k in nets for n in ma[k]) and all(
         torch.equal(v, mb[k]) for k, v in ma.items() if isinstance(v, torch.Tensor))
+
+
+def assert_one_line_config_error(cfg, message: str) -> None:
+    """Validating `cfg` raises a ConfigError matching `message`, on one line."""
+    import pytest
+
+    from sac_runner.config.validation import validate
+    from sac_runner.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message) as e:
+        validate(cfg)
+    assert "\n" not in str(e.value)

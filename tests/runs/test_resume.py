@@ -35,6 +35,18 @@ def test_sigkill_and_resume_is_bit_exact(tmp_path, every, where, update):
     assert same_weights(killed, reference)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm, saved", [("crossq", "running_var"), ("sql", "critic_target")])
+def test_sigkill_and_resume_of_crossq_and_sql_is_bit_exact(tmp_path, algorithm, saved):
+    """CrossQ: its batch-normalization statistics (buffers of the networks) are in the checkpoint and model.pt."""
+    killed, reference, _ = sac_run_killed_and_resumed(tmp_path, [*cheetah(total=600, every=200),
+                                                                 f"algorithm={algorithm}"])
+    assert eval_rows(killed) == eval_rows(reference)
+    assert same_weights(killed, reference)
+    model = torch.load(killed / "model.pt", weights_only=True)
+    assert any(saved in key for key in [*model, *model["critic"]])
+
+
 def test_checkpoint_holds_the_full_training_state_and_loads_as_data_only(cfg_factory, tmp_path):
     Trainer(cfg_factory(*cheetah(total=300, every=150))).train()
     path = tmp_path / "run" / "checkpoints" / "step_000000300.pt"
