@@ -117,7 +117,9 @@ def sac_run_killed_and_resumed(tmp_path: Path, overrides: list[str]) -> tuple[Pa
     total = int(next(o for o in overrides if o.startswith("total_steps=")).split("=")[1])
     killed = tmp_path / "killed"
     proc = start_sac_run(killed, overrides)
-    first = killed / "checkpoints" / f"step_{every:09d}.json"
+    # the .pt appears last (after its manifest): waiting for the manifest, a kill could land before the rename,
+    # which leaves no finished checkpoint to list (the rerun completes it, tests/runs/test_reliability.py)
+    first = killed / "checkpoints" / f"step_{every:09d}.pt"
     wait_for(lambda: first.exists() or proc.poll() is not None)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
