@@ -56,6 +56,8 @@ def prepare(settings: TuneSettings, directory: Path) -> list[Param]:
     """Checks the space against the run config and the study dir's settings; writes them on the first start."""
     params = parse_space(settings.space)
     check_space_keys(settings, params)
+    if settings.storage is not None:  # a database: refused (unreachable, another space) before anything is written
+        open_study(settings, directory)
     path = directory / SETTINGS_FILE
     wanted = asdict(settings)
     if path.is_file():

@@ -96,6 +96,7 @@ def test_bad_input_is_one_line(tmp_path, change, message):
     proc = sac_tune(tune_config(tmp_path, **change), "--dir", tmp_path / "study", timeout=120)
     assert proc.returncode == 2, proc.stdout
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (tmp_path / "study").exists()  # a refused study writes nothing
 
 
 def test_a_study_that_exists_with_another_space_is_refused(tmp_path):
