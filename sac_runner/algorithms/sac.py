@@ -116,12 +116,10 @@ class SAC(LearnedTemperature, Agent):
             self._views = {name: self._make_views(name) for name in self.VIEWS}
         self._update_fn: Callable[..., dict[str, Tensor]] = \
             self._fast_update if self.update_path == "fast" else self._autograd_update
-        self._critic_objective, self._actor_objective = self._critic_objective_eager, self._actor_objective_eager
+        # autograd: the losses and their backward passes compiled (Adam's fused kernel steps the flat buffers eagerly)
+        self._objectives(compile and self.update_path != "fast", "_critic_objective", "_actor_objective")
         if compile and self.update_path == "fast":  # one graph: the whole update, Adam and Polyak included
             self._compile({"_update_fn": self._fast_update})
-        elif compile:  # the losses and their backward passes; Adam's fused kernel steps the flat buffers eagerly
-            self._compile({"_critic_objective": self._critic_objective_eager,
-                           "_actor_objective": self._actor_objective_eager})
         if self.device.type == "cuda" and self.update_path == "autograd":
 
             self._graph = CapturedUpdate(self)
