@@ -69,7 +69,8 @@ def prepare(settings: TuneSettings, directory: Path) -> list[Param]:
     else:
         directory.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(wanted, sort_keys=False))
-    open_study(settings, directory)  # creates it, and refuses a stored study with another space
+    if settings.storage is None:  # the journal in the study dir: created now, or checked for another space
+        open_study(settings, directory)
     return params
 
 
