@@ -61,7 +61,7 @@ class Agent:
         self.precision = precision
         self.obs_spec = ObsSpec.of(obs)
         self.update_path = self.choose_update_path(update, precision, network, self.device, self.obs_spec)
-        self.encoder = make_encoder(getattr(network, "encoder", "identity"), self.obs_spec.shape).to(self.device)
+        self.encoder = self.make_encoder(self.obs_spec, network).to(self.device)
         self.obs_dim, self.act_dim = self.encoder.out_dim, act_dim
         torch.manual_seed(seed)
         self.generator = torch.Generator(device=self.device)
@@ -105,10 +105,24 @@ class Agent:
         except ValueError as e:
             raise ConfigError(str(e)) from None
 
+    @staticmethod
+    def make_encoder(obs: ObsSpec, network: Any) -> nn.Module:
+        """network.encoder for these observations; ConfigError where it cannot take them."""
+        try:
+            return make_encoder(getattr(network, "encoder", "identity"), ObsSpec.of(obs).shape, network)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+
     @classmethod
     def encoded_size(cls, obs: ObsSpec, network: Any) -> int:
         """The size of the features the networks' heads take."""
-        return make_encoder(getattr(network, "encoder", "identity"), ObsSpec.of(obs).shape).out_dim
+        return cls.make_encoder(obs, network).out_dim
+
+    @classmethod
+    def encoder_bytes(cls, obs: ObsSpec, network: Any, batch_size: int) -> int:
+        """Bytes the encoder takes while training: parameters with gradients and Adam's moments, activations."""
+        encoder = cls.make_encoder(obs, network)
+        return 4 * 4 * sum(p.numel() for p in encoder.parameters()) + encoder.memory_bytes(batch_size)
 
     @classmethod
     def memory_bytes(cls, obs_dim: int, act_dim: int, network: Any, hyperparameters: Any, algorithm: Any) -> int:
@@ -205,11 +219,30 @@ class Agent:
         return f"{type(self).__name__} update path: {self.update_path} ({how}; {', '.join(extras)}) on {self.device}"
 
     def encoded(self, batch: Batch) -> Batch:
-        """The batch with observations as the encoder's features (the identity on flat float vectors)."""
-        return batch._replace(obs=self.encoder(batch.obs), next_obs=self.encoder(batch.next_obs))
+        """The batch with observations as the encoder's features (the identity on flat float vectors). Those of obs
+        carry the encoder's gradient (the critic loss trains it; the policy takes them detached); those of
+        next_obs, which only the target sees, do not."""
+        with torch.enable_grad():
+            obs = self.encoder(batch.obs)
+        with torch.no_grad():
+            next_obs = self.encoder(batch.next_obs)
+        return batch._replace(obs=obs, next_obs=next_obs)
+
+    def critic_tensors(self, critic: nn.Module) -> list[Tensor]:
+        """The tensors the critics' optimizer steps: the critics' and the encoder's (none for `identity`)."""
+        return [*critic.param_list(), *self.encoder.parameters()]
+
+    def with_encoder(self, networks: dict[str, tuple[nn.Module, FlatParameters]]
+                     ) -> dict[str, tuple[nn.Module, FlatParameters]]:
+        """The algorithm's networks, and the encoder (in the critics' buffer) where it has parameters."""
+        if not any(True for _ in self.encoder.parameters()):
+            return networks
+        return {**networks, "encoder": (self.encoder, networks["critic"][1])}
 
     def polyak(self) -> None:
-        polyak_update([t.data for t, _ in self.polyak_pairs], [o.data for _, o in self.polyak_pairs], self.hp.tau)
+        """Targets toward their networks (a critics' buffer may hold the encoder after the critics: not averaged)."""
+        polyak_update([t.data for t, _ in self.polyak_pairs],
+                      [o.data if len(o) == len(t) else o.data[:len(t)] for t, o in self.polyak_pairs], self.hp.tau)
 
     # ---- the interface ----
 

@@ -94,10 +94,11 @@ class CrossQ(LearnedTemperature, Agent):
         self.actor.eval()  # acting and the target's a' use running statistics; the actor loss trains
         self._init_temperature(a, act_dim, self.device)
         self._actor_tensors = [*self.actor.parameters(), *([self.log_alpha] if a.learn_alpha else [])]
-        self.critic_params, self.critic_optim = flat_with_optimizer(self.critic.param_list(), hyperparameters,
+        self.critic_params, self.critic_optim = flat_with_optimizer(self.critic_tensors(self.critic), hyperparameters,
                                                                     False)
         self.actor_params, self.actor_optim = flat_with_optimizer(self._actor_tensors, hyperparameters, False)
-        self.networks = {"actor": (self.actor, self.actor_params), "critic": (self.critic, self.critic_params)}
+        self.networks = self.with_encoder({"actor": (self.actor, self.actor_params),
+                                           "critic": (self.critic, self.critic_params)})
         self.optimizers = {"actor_optim": self.actor_optim, "critic_optim": self.critic_optim}
         self._last = {k: torch.zeros((), device=self.device) for k in ("loss/actor", "loss/alpha", "entropy")}
         self._objectives(compile, "_critic_objective", "_actor_objective")
@@ -128,8 +129,8 @@ class CrossQ(LearnedTemperature, Agent):
                                              eps[:n], alpha)
         if actor_step:
             _, loss_pi, loss_alpha, log_prob = self._gradient_step(
-                self.actor_params, self.actor_optim, self._actor_objective, b.obs, eps[n:], alpha, self.log_alpha,
-                inputs=self._actor_tensors)
+                self.actor_params, self.actor_optim, self._actor_objective, b.obs.detach(), eps[n:], alpha,
+                self.log_alpha, inputs=self._actor_tensors)
             self._last = {"loss/actor": loss_pi.detach(), "loss/alpha": loss_alpha.detach(),
                           "entropy": -log_prob.mean()}
         return {"loss/critic": loss_q.detach(), **self._last, "alpha": alpha, "q_mean": q_mean}

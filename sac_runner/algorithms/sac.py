@@ -85,13 +85,14 @@ class SAC(LearnedTemperature, Agent):
         # fused kernel elsewhere (the compiled autograd path compiles its losses and runs Adam eagerly).
         compiled_adam = (compile and self.update_path == "fast") or self.device.type == "cuda"
         self._actor_tensors = [*self.actor.parameters(), *([self.log_alpha] if learn_alpha else [])]
-        self.critic_params, self.critic_optim = flat_with_optimizer(self.critic.param_list(), hyperparameters,
+        self.critic_params, self.critic_optim = flat_with_optimizer(self.critic_tensors(self.critic), hyperparameters,
                                                                     compiled_adam)
         self.actor_params, self.actor_optim = flat_with_optimizer(self._actor_tensors, hyperparameters,
                                                                   compiled_adam)
         self.target_params = FlatParameters(self.critic_target.param_list(), grads=False)
-        self.networks = {"actor": (self.actor, self.actor_params), "critic": (self.critic, self.critic_params),
-                         "critic_target": (self.critic_target, self.target_params)}
+        self.networks = self.with_encoder({
+            "actor": (self.actor, self.actor_params), "critic": (self.critic, self.critic_params),
+            "critic_target": (self.critic_target, self.target_params)})
         self.optimizers = {"actor_optim": self.actor_optim, "critic_optim": self.critic_optim}
         self.polyak_pairs = [(self.target_params, self.critic_params)]
         self.activation = ACTIVATIONS[n.activation]
@@ -153,8 +154,8 @@ class SAC(LearnedTemperature, Agent):
         loss_q, q_mean = self._gradient_step(self.critic_params, self.critic_optim, self._critic_objective, b,
                                              eps[:n], alpha)
         _, loss_pi, loss_alpha, log_prob = self._gradient_step(
-            self.actor_params, self.actor_optim, self._actor_objective, b.obs, eps[n:], alpha, self.log_alpha,
-            inputs=self._actor_tensors)
+            self.actor_params, self.actor_optim, self._actor_objective, b.obs.detach(), eps[n:], alpha,
+            self.log_alpha, inputs=self._actor_tensors)
         if polyak and polyak_inside:
             self.polyak()
         return {"loss/critic": loss_q.detach(), "loss/actor": loss_pi.detach(), "loss/alpha": loss_alpha.detach(),

@@ -101,10 +101,12 @@ class SQL(Agent):
         self.critic_target = self.target_of(self.critic)
         self.actor_params, self.actor_optim = flat_with_optimizer(list(self.actor.parameters()), hyperparameters,
                                                                   False)
-        self.critic_params, self.critic_optim = flat_with_optimizer(self.critic.param_list(), hyperparameters, False)
+        self.critic_params, self.critic_optim = flat_with_optimizer(self.critic_tensors(self.critic),
+                                                                    hyperparameters, False)
         self.target_params = FlatParameters(self.critic_target.param_list(), grads=False)
-        self.networks = {"actor": (self.actor, self.actor_params), "critic": (self.critic, self.critic_params),
-                         "critic_target": (self.critic_target, self.target_params)}
+        self.networks = self.with_encoder({
+            "actor": (self.actor, self.actor_params), "critic": (self.critic, self.critic_params),
+            "critic_target": (self.critic_target, self.target_params)})
         self.optimizers = {"actor_optim": self.actor_optim, "critic_optim": self.critic_optim}
         self.polyak_pairs = [(self.target_params, self.critic_params)]
         self.fixed = self.fixed_particles(algorithm)
@@ -142,7 +144,7 @@ class SQL(Agent):
         loss_q, q_mean, value_mean = self._gradient_step(self.critic_params, self.critic_optim,
                                                          self._critic_objective, b, uniform)
         loss_sampler, stein_norm = self._gradient_step(self.actor_params, self.actor_optim, self._sampler_objective,
-                                                       b.obs, xi, inputs=list(self.actor.parameters()))
+                                                       b.obs.detach(), xi, inputs=list(self.actor.parameters()))
         if polyak:
             self.polyak()
         return {"loss/critic": loss_q.detach(), "loss/sampler": loss_sampler.detach(), "q_mean": q_mean,

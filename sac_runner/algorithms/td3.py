@@ -77,12 +77,13 @@ class TD3(Agent):
         self.actor_target, self.critic_target = self.target_of(self.actor), self.target_of(self.critic)
         hp = hyperparameters
         self.actor_params, self.actor_optim = flat_with_optimizer(list(self.actor.parameters()), hp, False)
-        self.critic_params, self.critic_optim = flat_with_optimizer(self.critic.param_list(), hp, False)
+        self.critic_params, self.critic_optim = flat_with_optimizer(self.critic_tensors(self.critic), hp, False)
         self.actor_target_params = FlatParameters(list(self.actor_target.parameters()), grads=False)
         self.critic_target_params = FlatParameters(self.critic_target.param_list(), grads=False)
-        self.networks = {"actor": (self.actor, self.actor_params), "critic": (self.critic, self.critic_params),
-                         "actor_target": (self.actor_target, self.actor_target_params),
-                         "critic_target": (self.critic_target, self.critic_target_params)}
+        self.networks = self.with_encoder({
+            "actor": (self.actor, self.actor_params), "critic": (self.critic, self.critic_params),
+            "actor_target": (self.actor_target, self.actor_target_params),
+            "critic_target": (self.critic_target, self.critic_target_params)})
         self.optimizers = {"actor_optim": self.actor_optim, "critic_optim": self.critic_optim}
         self.polyak_pairs = [(self.critic_target_params, self.critic_params),
                              (self.actor_target_params, self.actor_params)]
@@ -119,7 +120,7 @@ class TD3(Agent):
         b = self.encoded(b)
         loss_q, q_mean = self._gradient_step(self.critic_params, self.critic_optim, self._critic_objective, b, noise)
         if actor_step:
-            loss_mu = self._gradient_step(self.actor_params, self.actor_optim, self._actor_objective, b.obs,
+            loss_mu = self._gradient_step(self.actor_params, self.actor_optim, self._actor_objective, b.obs.detach(),
                                           inputs=list(self.actor.parameters()))
             self.polyak()
             self._last_actor_loss = loss_mu.detach()

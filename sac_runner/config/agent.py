@@ -17,8 +17,9 @@ log = logging.getLogger(__name__)
 def planned_updates(cfg: DictConfig) -> int:
     """Gradient steps a run takes from learning_starts to total_steps (a resumed run counts them all, so it
     makes the same compile choice as it did at the start)."""
-    per_iteration = cfg.num_envs * cfg.env.action_repeat
-    return max(cfg.total_steps - cfg.learning_starts, 0) // per_iteration * cfg.hyperparameters.gradient_steps
+    h = cfg.hyperparameters
+    per_round = cfg.num_envs * cfg.env.action_repeat * h.get("update_every", 1)
+    return max(cfg.total_steps - cfg.learning_starts, 0) // per_round * h.gradient_steps
 
 
 def plain(node: DictConfig) -> SimpleNamespace:

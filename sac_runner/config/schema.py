@@ -18,6 +18,17 @@ class EnvBudgets:
     total_steps: int = MISSING
     learning_starts: int = MISSING
     eval_every: int = MISSING
+    action_repeat: Optional[int] = None  # read where the env option's action_repeat asks for the preset's
+
+
+@dataclass
+class ObsConfig:
+    """conf/obs/state.yaml and pixels.yaml hold the values."""
+    kind: str = "state"  # state | pixels
+    size: int = 84  # pixels: frames of size x size
+    frame_stack: int = 3  # pixels: frames per observation
+    pad: int = 4  # pixels: random-shift augmentation's padding in training batches (0: none)
+    camera: Optional[Any] = None  # pixels: the camera's index or name (null: the env's default)
 
 
 @dataclass
@@ -42,6 +53,8 @@ class EnvConfig:
     reward_scale: float = MISSING
     # Budgets by env id: used while `id` is one of these, else the generic ones (conf/env/generic.yaml).
     presets: Dict[str, EnvBudgets] = field(default_factory=dict)
+    # What the agent sees (the obs group, mounted here so that every env a run makes gets it).
+    obs: ObsConfig = field(default_factory=ObsConfig)
 
 
 @dataclass
@@ -53,6 +66,9 @@ class NetworkConfig:
     log_std_max: float = MISSING
     layer_norm: bool = MISSING  # LayerNorm before each hidden activation (autograd update path)
     encoder: str = "identity"  # nn/encoders.py: what turns an observation into the heads' input
+    feature_dim: int = 50  # image encoders: the size of the features the heads take
+    conv_channels: int = 32  # image encoders: channels of each conv layer
+    encoder_precision: str = "fp32"  # image encoders: fp32 | bf16 (convolutions in bfloat16; CPUs with native bf16)
 
 
 @dataclass
@@ -67,6 +83,7 @@ class HyperparametersConfig:
     tau: float = MISSING  # Polyak coefficient of the target networks
     target_update_interval: int = MISSING  # gradient steps per target update
     gradient_steps: int = MISSING  # gradient steps per env-step iteration
+    update_every: int = 1  # env-step iterations (agent steps) between rounds of gradient_steps
 
 
 @dataclass
@@ -116,6 +133,7 @@ class Config:
     run_dir: Optional[str] = None
 
 
+OBS_KINDS = ("state", "pixels")
 LOGGER_BACKENDS = ("wandb", "none")
 LOGGER_MODES = (None, "online", "offline", "disabled")
 PRECISIONS = ("fp32", "bf16")
@@ -139,7 +157,7 @@ def run_schema() -> type:
 def _env_budget(key: str, generic: int, _parent_: DictConfig) -> int:
     """An env budget: the preset's while env.id has one in env.presets, else the generic value."""
     preset = _parent_.presets.get(_parent_.id)
-    return generic if preset is None else preset[key]
+    return generic if preset is None or preset.get(key) is None else preset[key]
 
 
 def generic_budgets_note(cfg: DictConfig) -> str | None:

@@ -17,6 +17,7 @@ from sac_runner import algorithms
 from sac_runner.config.schema import (
     LOGGER_BACKENDS,
     LOGGER_MODES,
+    OBS_KINDS,
     OPTIMIZERS,
     PRECISIONS,
     RESERVED_ENV_KWARGS,
@@ -26,6 +27,7 @@ from sac_runner.envs.make import env_from_config, env_kwargs, registered_id
 from sac_runner.errors import ConfigError, require
 from sac_runner.nn.activations import NAMES as ACTIVATIONS
 from sac_runner.nn.encoders import NAMES as ENCODERS
+from sac_runner.spec import ObsSpec
 from sac_runner.update.devices import DEVICE_CHOICES, is_device_name, resolve_device
 from sac_runner.update.paths import COMPILE_SETTINGS
 
@@ -43,6 +45,7 @@ def validate(cfg: DictConfig) -> None:
     family.validate(cfg.algorithm, cfg)
     _check_hyperparameters(cfg.hyperparameters)
     _check_network(cfg.network)
+    _check_encoder(cfg)
     _check_run(cfg)
     _check_logger(cfg.logger)
     # the device and the update path together: CUDA present, and the path available for this network
@@ -62,6 +65,7 @@ def _check_hyperparameters(h: DictConfig) -> None:
     require(h.target_update_interval >= 1, "hyperparameters.target_update_interval", "an integer >= 1",
             h.target_update_interval)
     require(h.gradient_steps >= 1, "hyperparameters.gradient_steps", "an integer >= 1", h.gradient_steps)
+    require(h.update_every >= 1, "hyperparameters.update_every", "an integer >= 1", h.update_every)
 
 
 def _check_network(n: DictConfig) -> None:
@@ -71,6 +75,22 @@ def _check_network(n: DictConfig) -> None:
     require(n.log_std_min < n.log_std_max, "network.log_std_min",
             f"a value below network.log_std_max ({n.log_std_max})", n.log_std_min)
     require(n.encoder in ENCODERS, "network.encoder", " | ".join(ENCODERS), n.encoder)
+    require(n.feature_dim >= 1, "network.feature_dim", "an integer >= 1", n.feature_dim)
+    require(n.conv_channels >= 1, "network.conv_channels", "an integer >= 1", n.conv_channels)
+    require(n.encoder_precision in PRECISIONS, "network.encoder_precision", " | ".join(PRECISIONS),
+            n.encoder_precision)
+
+
+def _check_encoder(cfg: DictConfig) -> None:
+    """An image encoder gets obs=pixels, and images it can take."""
+    n, o = cfg.network, cfg.env.obs
+    if n.encoder == "identity":
+        return
+    if o.kind != "pixels":
+        raise ConfigError(f"network.encoder={n.encoder} takes images: add obs=pixels (env.obs.kind is {o.kind})")
+    if o.kind == "pixels" and o.frame_stack >= 1 and o.size >= 1:
+        family = algorithms.agent_class(cfg.algorithm.name)
+        family.make_encoder(ObsSpec((3 * o.frame_stack, o.size, o.size), np.dtype(np.uint8)), n)
 
 
 def _check_run(cfg: DictConfig) -> None:
@@ -116,12 +136,20 @@ def _check_env(e: DictConfig) -> None:
             "null (the env's own limit) or an integer >= 1", e.max_episode_steps)
     require(e.action_repeat >= 1, "env.action_repeat", "an integer >= 1", e.action_repeat)
     require(e.reward_scale > 0, "env.reward_scale", "a value > 0", e.reward_scale)
+    _check_obs(e.obs)
     for group in ("kwargs", "eval_kwargs"):
         for key, hint in RESERVED_ENV_KWARGS.items():
             if key in e[group]:
                 raise ConfigError(f"env.{group}.{key} is not allowed: {hint}")
     _check_env_id(e.id, e.entry_point)
     _check_env_runs(e)
+
+
+def _check_obs(o: DictConfig) -> None:
+    require(o.kind in OBS_KINDS, "env.obs.kind", "state | pixels (choose with obs=state or obs=pixels)", o.kind)
+    require(o.frame_stack >= 1, "env.obs.frame_stack", "an integer >= 1 (frames per observation)", o.frame_stack)
+    require(o.size >= 1, "env.obs.size", "an integer >= 1 (pixels per side)", o.size)
+    require(o.pad >= 0, "env.obs.pad", "an integer >= 0 (0: no augmentation)", o.pad)
 
 
 def _check_env_runs(e: DictConfig) -> None:
@@ -221,13 +249,14 @@ def _gib(n: float) -> str:
 
 
 def check_memory(cfg: DictConfig, obs_dim: int, act_dim: int, buffer_bytes: int, have: int | None,
-                 where: str) -> None:
-    """The replay buffer and the networks fit in `have` bytes (with 10% to spare); else name what to lower."""
+                 where: str, encoder_bytes: int = 0) -> None:
+    """The replay buffer and the networks (their encoder included) fit in `have` bytes (with 10% to spare); else
+    name what to lower."""
     if have is None:
         return
     h, n = cfg.hyperparameters, cfg.network
     family = algorithms.agent_class(cfg.algorithm.name)
-    nets = family.memory_bytes(obs_dim, act_dim, n, h, cfg.algorithm)
+    nets = family.memory_bytes(obs_dim, act_dim, n, h, cfg.algorithm) + encoder_bytes
     budget, available = 0.9 * have, f"only {_gib(have)} is {where}"
     if buffer_bytes > budget:
         raise ConfigError(f"hyperparameters.buffer_size={h.buffer_size} needs {_gib(buffer_bytes)} for the replay "

@@ -16,6 +16,7 @@ from gymnasium.envs.registration import load_env_creator
 from omegaconf import OmegaConf
 
 from sac_runner.envs.families import family_of_id
+from sac_runner.envs.pixels import pixel_env
 from sac_runner.errors import ConfigError
 from sac_runner.spec import ObsSpec
 
@@ -79,26 +80,31 @@ def env_kwargs(env_cfg, evaluation: bool = False) -> dict:
 def env_from_config(env_cfg, *, evaluation: bool = False, render_size: int | None = None) -> gym.Env:
     """The env a run's `env` config describes (a DictConfig or the plain dict saved in model.pt); with
     `evaluation`, eval_kwargs apply. Training, evaluation, sac-eval and load_policy all build envs here."""
+    obs = env_cfg.get("obs") or {}
+    pixels = dict(obs) if obs.get("kind") == "pixels" else None
     return make_env(env_cfg["id"], render_size=render_size, max_episode_steps=env_cfg.get("max_episode_steps"),
                     kwargs=env_kwargs(env_cfg, evaluation), entry_point=env_cfg.get("entry_point"),
-                    action_repeat=env_cfg.get("action_repeat", 1),
+                    action_repeat=env_cfg.get("action_repeat", 1), pixels=pixels,
                     kwargs_key="env.eval_kwargs" if evaluation and env_cfg.get("eval_kwargs") else "env.kwargs")
 
 
 def make_env(env_id: str, render_size: int | None = None, max_episode_steps: int | None = None, *,
              kwargs: dict | None = None, entry_point: str | None = None, action_repeat: int = 1,
-             kwargs_key: str = "env.kwargs") -> gym.Env:
+             kwargs_key: str = "env.kwargs", pixels: dict | None = None) -> gym.Env:
     """The env with actions rescaled to [-1, 1] (the policy's range), dict observations flattened and each
-    action repeated `action_repeat` times. Observations keep their shape and dtype (obs_spec). `kwargs` go to the
-    env's constructor. Rendering is opt-in."""
+    action repeated `action_repeat` times. Observations keep their shape and dtype (obs_spec), or with `pixels`
+    (the obs group's size, frame_stack, camera) are stacked frames (envs/pixels.py; frames are then what a video
+    records, and render_size is not used). `kwargs` go to the env's constructor. Rendering is opt-in."""
     gym_id = registered_id(env_id, entry_point)
     kwargs = dict(kwargs or {})
     _check_kwargs(env_id, gym_id, kwargs, kwargs_key)
     if max_episode_steps is not None:
         kwargs["max_episode_steps"] = max_episode_steps
+    if pixels is not None:
+        render_size = pixels["size"]
     if render_size is not None:
         kwargs["render_mode"] = "rgb_array"
-        kwargs.update(family_of_id(gym_id).render_kwargs(render_size))
+        kwargs.update(family_of_id(gym_id).render_kwargs(render_size, (pixels or {}).get("camera")))
     try:
         with warnings.catch_warnings():  # Box bounds of +-inf cast to float32 (DeepMind Control): not the user's
             warnings.filterwarnings("ignore", "overflow encountered in cast", RuntimeWarning)
@@ -111,6 +117,10 @@ def make_env(env_id: str, render_size: int | None = None, max_episode_steps: int
             raise
         reason = str(e).split(" was raised from the environment creator")[0]  # Gymnasium appends the kwargs
         unknown = re.search(r"unexpected keyword argument '(\w+)'", reason)
+        if unknown and unknown.group(1) == "render_mode":  # a reserved keyword: the runner asked to render
+            asked = "obs=pixels" if pixels is not None else "rendering (logger.video=true)"
+            raise ConfigError(f"{asked} but env.id={env_id!r} cannot render: its constructor takes no render_mode; "
+                              f"{'use obs=state' if pixels is not None else 'set logger.video=false'}") from None
         if unknown:
             raise ConfigError(f"{kwargs_key}.{unknown.group(1)} is not a keyword argument of env.id={env_id!r} "
                               f"({reason})") from None
@@ -124,6 +134,8 @@ def make_env(env_id: str, render_size: int | None = None, max_episode_steps: int
         raise ConfigError(f"env.id={env_id!r} has unbounded actions; SAC's tanh policy needs finite bounds")
     if action_repeat > 1:
         env = ActionRepeat(env, action_repeat)
+    if pixels is not None:  # after the repeat: a frame is rendered once per agent step
+        env = pixel_env(env, pixels["size"], pixels["frame_stack"], env_id)
     ones = np.ones(space.shape, dtype=np.float32)
     return gym.wrappers.RescaleAction(env, -ones, ones)
 

@@ -11,6 +11,7 @@ import torch
 from sac_runner.envs.families import family_of
 from sac_runner.envs.families.generic import elapsed_steps, set_elapsed_steps
 from sac_runner.envs.make import as_obs, obs_spec
+from sac_runner.envs.pixels import restore_stack
 from sac_runner.errors import ConfigError
 from sac_runner.rng import numpy_state, set_numpy_state
 
@@ -34,6 +35,11 @@ class SerialEnvs:
     def _reset(self, env: gym.Env, seed: int | None = None) -> np.ndarray:
         obs, _ = env.reset(seed=seed)
         return as_obs(obs, self.spec)
+
+    @property
+    def first(self) -> np.ndarray:
+        """Which copies' current observations begin an episode."""
+        return self.episode_length == 0
 
     def step(self, actions: np.ndarray):
         """Returns (next_obs for storage, rewards, terminated, finished episodes as (return, length))."""
@@ -101,6 +107,8 @@ class SerialEnvs:
                 family.set_extra_state(env, extra)
             set_elapsed_steps(env, s["elapsed_steps"])
         self.obs = state["obs"].numpy().astype(self.spec.dtype).reshape(self.obs.shape)
+        for env, obs in zip(self.envs, self.obs):
+            restore_stack(env, obs)
         self.episode_return = state["episode_return"].numpy().copy()
         self.episode_length = state["episode_length"].numpy().copy()
         return True

@@ -10,6 +10,11 @@
   (`SoftBandit.optimum`). `reward="unimodal"`: r(a) = -sharpness |a - center|^2; `"bimodal"`:
   r(a) = -sharpness min(|a - center|^2, |a + center|^2) (center: that value in every coordinate), two modes of
   equal height.
+- `sac_runner/DotToTarget-v0`: a dot to be moved onto a target in a small image, rendered in NumPy: the smallest
+  task that needs vision (obs=pixels, network=drq). Both positions lie in [0, 1]^2 (the target drawn anew each
+  episode); the action moves the dot by `speed` * a; reward -|dot - target| per step; 20 steps. Its observation is
+  the image itself (size x size x 3 uint8: the dot red, the target green), or with image_obs=False the four
+  coordinates, with the image as its rgb_array render (the path rendered envs take).
 
 Their state is the array `state`, so exact resume covers them (envs/families/generic.py).
 """
@@ -130,8 +135,43 @@ class SoftBandit(gym.Env):
         return Optimum(actions, density, float(alpha * log_z), mass, cell)
 
 
+class DotToTarget(gym.Env):
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(self, size: int = 32, speed: float = 0.15, image_obs: bool = True, render_mode: str | None = None):
+        self.size, self.speed, self.image_obs, self.render_mode = size, speed, image_obs, render_mode
+        self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.observation_space = spaces.Box(0, 255, (size, size, 3), np.uint8) if image_obs else \
+            spaces.Box(0.0, 1.0, (4,), np.float32)
+        self.state = np.zeros(4)  # dot xy, target xy
+
+    def _obs(self):
+        return self.render() if self.image_obs else self.state.astype(np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.state = self.np_random.uniform(0.1, 0.9, 4)
+        return self._obs(), {}
+
+    def step(self, action):
+        a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        self.state[:2] = np.clip(self.state[:2] + self.speed * a, 0.0, 1.0)
+        reward = -float(np.linalg.norm(self.state[:2] - self.state[2:]))
+        return self._obs(), reward, False, False, {}
+
+    def render(self) -> np.ndarray:
+        """The arena: the target a green square, the dot a red one drawn over it (3 x 3 pixels each)."""
+        image = np.zeros((self.size, self.size, 3), dtype=np.uint8)
+        for (x, y), channel in ((self.state[2:], 1), (self.state[:2], 0)):
+            i, j = (int(round(v * (self.size - 1))) for v in (y, x))
+            image[max(i - 1, 0):i + 2, max(j - 1, 0):j + 2] = 0
+            image[max(i - 1, 0):i + 2, max(j - 1, 0):j + 2, channel] = 255
+        return image
+
+
 def register() -> None:
     for env_id, entry, steps in (("sac_runner/MultiGoal-v0", MultiGoal, 30), ("sac_runner/SoftBandit-v0",
-                                                                              SoftBandit, 1)):
+                                                                              SoftBandit, 1),
+                                 ("sac_runner/DotToTarget-v0", DotToTarget, 20)):
         if env_id not in gym.registry:
             gym.register(id=env_id, entry_point=f"{entry.__module__}:{entry.__name__}", max_episode_steps=steps)

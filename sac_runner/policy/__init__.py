@@ -21,6 +21,7 @@ from sac_runner.config.schema import run_schema, schema_defaults
 from sac_runner.envs.make import act_dim as env_act_dim
 from sac_runner.envs.make import env_from_config, obs_spec
 from sac_runner.envs.normalization import ObsNormalizer
+from sac_runner.envs.pixels import as_stack
 from sac_runner.errors import ConfigError, PolicyError
 from sac_runner.runs.models import SavedRun, load_networks, load_saved
 
@@ -84,8 +85,14 @@ class Policy:
         self.agent.generator.manual_seed(seed)
 
     def act(self, obs, deterministic: bool = True) -> np.ndarray:
-        """One observation -> one action; a stack of observations [k, ...] -> [k, *action shape]."""
+        """One observation -> one action; a stack of observations [k, ...] -> [k, *action shape]. A pixel policy
+        takes a frame stack as its env gives it, or one image (H x W x 3 or 3 x H x W: a fresh episode's stack)."""
         obs = np.asarray(obs, dtype=self.obs_spec.dtype)
+        if self.config.env.obs.kind == "pixels":
+            try:
+                obs = as_stack(obs, self.obs_spec.shape)
+            except ValueError as e:
+                raise PolicyError(str(e)) from None
         single = obs.ndim == len(self.obs_spec.shape)
         batch = obs.reshape(1 if single else obs.shape[0], *self.obs_spec.shape)
         actions = self._to_env(self.act_unit(batch, deterministic))

@@ -2,8 +2,7 @@
 frames stay uint8), sampled with one index gather per field.
 
 Each transition keeps its next observation beside it. For flat state vectors that costs little memory and keeps
-sampling to plain gathers; a store that keeps each image frame once (the next observation being the next row's)
-belongs with pixel observations, where it pays."""
+sampling to plain gathers; stacked frames (obs=pixels) go to FrameReplay (frames.py), which keeps each frame once."""
 from __future__ import annotations
 
 import os
@@ -14,6 +13,7 @@ import torch
 from sac_runner.algorithms.batch import Batch
 from sac_runner.rng import restore_generator
 from sac_runner.spec import ObsSpec
+from sac_runner.training.frames import FrameReplay, frame_replay_bytes
 
 FIELDS = ("obs", "action", "reward", "next_obs", "terminated")
 
@@ -43,8 +43,9 @@ class ReplayBuffer:
         return self.size
 
     def add(self, obs: np.ndarray, action: np.ndarray, reward: np.ndarray, next_obs: np.ndarray,
-            terminated: np.ndarray) -> None:
-        """Add n transitions (leading dim n): next_obs is the true next state, also at episode ends."""
+            terminated: np.ndarray, first: np.ndarray | None = None) -> None:
+        """Add n transitions (leading dim n): next_obs is the true next state, also at episode ends. (`first`,
+        which observations begin an episode, matters to FrameReplay only.)"""
         n = obs.shape[0]
         values = dict(zip(FIELDS, (obs, action, reward, next_obs, terminated)))
         if n == 1 and self._host is not None:
@@ -96,8 +97,19 @@ def transition_bytes(obs: ObsSpec | int, act_dim: int) -> int:
     return 2 * spec.size * spec.itemsize + 4 * (act_dim + 2)
 
 
-def required_bytes(capacity: int, obs: ObsSpec | int, act_dim: int) -> int:
+def required_bytes(capacity: int, obs: ObsSpec | int, act_dim: int, frame_stack: int | None = None) -> int:
+    """Bytes the replay of a run takes (frame_stack: stacked frames, kept once each)."""
+    if frame_stack:
+        return frame_replay_bytes(capacity, ObsSpec.of(obs), act_dim, frame_stack)
     return capacity * transition_bytes(obs, act_dim)
+
+
+def make_replay(capacity: int, obs: ObsSpec, act_dim: int, device: torch.device, seed: int,
+                frame_stack: int | None = None, pad: int = 0) -> ReplayBuffer | FrameReplay:
+    """The replay a run keeps: whole transitions, or with frame_stack (obs=pixels) stacked frames."""
+    if frame_stack:
+        return FrameReplay(capacity, obs, act_dim, frame_stack, pad, device, seed)
+    return ReplayBuffer(capacity, obs, act_dim, device, seed)
 
 
 def available_memory_bytes() -> int | None:

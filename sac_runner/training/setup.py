@@ -24,20 +24,22 @@ def prepare(cfg: DictConfig) -> torch.device:
     """Threads, seeds and the device of a run (logged where it matters)."""
     device = resolve_device(cfg.device)
     warn_if_bf16_is_emulated(cfg.precision, device)
+    if cfg.network.encoder != "identity":
+        warn_if_bf16_is_emulated(cfg.network.encoder_precision, device, "network.encoder_precision=bf16")
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     return device
 
 
-def warn_if_bf16_is_emulated(precision: str, device: torch.device) -> None:
+def warn_if_bf16_is_emulated(precision: str, device: torch.device, setting: str = "precision=bf16") -> None:
     if precision != "bf16" or device.type != "cpu":
         return
     native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)() or \
         getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
     if not native:
-        log.warning("precision=bf16 on a CPU without native bfloat16 (no AVX-512 BF16 or AMX): the matmuls are "
-                    "emulated and slower than precision=fp32")
+        log.warning("%s on a CPU without native bfloat16 (no AVX-512 BF16 or AMX): the matmuls are emulated and "
+                    "slower than fp32", setting)
 
 
 def check_writable(run_dir: Path) -> None:
@@ -60,8 +62,22 @@ def check_fits(cfg: DictConfig, obs: ObsSpec, act_dim: int, device: torch.device
         have, where = torch.cuda.mem_get_info(device)[0], f"free on {device}"
     else:
         have, where = available_memory_bytes(), "available RAM"
-    obs_dim = algorithms.agent_class(cfg.algorithm.name).encoded_size(obs, cfg.network)
-    check_memory(cfg, obs_dim, act_dim, required_bytes(cfg.hyperparameters.buffer_size, obs, act_dim), have, where)
+    family = algorithms.agent_class(cfg.algorithm.name)
+    obs_dim = family.encoded_size(obs, cfg.network)
+    replay = required_bytes(cfg.hyperparameters.buffer_size, obs, act_dim, frame_stack(cfg))
+    check_memory(cfg, obs_dim, act_dim, replay, have, where,
+                 family.encoder_bytes(obs, cfg.network, cfg.hyperparameters.batch_size))
+
+
+def frame_stack(cfg: DictConfig) -> int | None:
+    """Frames per observation of an obs=pixels run (its replay keeps each once); None for other runs."""
+    return cfg.env.obs.frame_stack if cfg.env.obs.kind == "pixels" else None
+
+
+def check_pixels(cfg: DictConfig) -> None:
+    if cfg.env.obs.kind == "pixels" and cfg.num_envs != 1:
+        raise ConfigError(f"obs=pixels takes num_envs=1 (its replay keeps one env's frame stream), not "
+                          f"num_envs={cfg.num_envs}")
 
 
 def recorded_config(cfg: DictConfig, run_dir: Path) -> dict:

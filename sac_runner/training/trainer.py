@@ -28,8 +28,8 @@ from sac_runner.training.checkpointing import Checkpointer, resume_failed
 from sac_runner.training.evaluation import Evaluator
 from sac_runner.training.finetune import init_from
 from sac_runner.training.metrics import IntervalMetrics, Speed, progress_bar, restart_rate
-from sac_runner.training.replay import ReplayBuffer
-from sac_runner.training.setup import check_fits, check_writable, prepare, recorded_config
+from sac_runner.training.replay import make_replay
+from sac_runner.training.setup import check_fits, check_pixels, check_writable, frame_stack, prepare, recorded_config
 from sac_runner.training.signals import StopSignals
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,13 @@ class Trainer:
         self.run_dir = RunDir(path)
         check_writable(path)
         self.device = prepare(cfg)
+        check_pixels(cfg)
         self.envs = SerialEnvs(lambda: env_from_config(cfg.env), cfg.num_envs, cfg.seed, cfg.env.id)
         self.evaluator = Evaluator(cfg, self.run_dir)
         spec, act_dim = self.envs.spec, env_act_dim(self.envs.envs[0])
         check_fits(cfg, spec, act_dim, self.device)
-        self.replay = ReplayBuffer(cfg.hyperparameters.buffer_size, spec, act_dim, self.device, seed=cfg.seed + 2)
+        self.replay = make_replay(cfg.hyperparameters.buffer_size, spec, act_dim, self.device, cfg.seed + 2,
+                                  frame_stack(cfg), cfg.env.obs.pad)
         self.obs_normalizer = ObsNormalizer(spec.shape) if cfg.env.normalize_obs else None
         compile, why = compile_choice(cfg, self.device)
         self.agent = make_agent(cfg, spec, act_dim, self.device, compile=compile)
@@ -132,13 +134,14 @@ class Trainer:
     def _loop(self) -> Path:
         cfg = self.cfg
         total, gradient_steps = cfg.total_steps, cfg.hyperparameters.gradient_steps
+        per_round = cfg.hyperparameters.update_every * cfg.num_envs * cfg.env.action_repeat  # env steps
         self.speed.mark(self.step, self.agent.num_updates)
         first_update = self.agent.num_updates  # a resumed run's first update compiles too
         with StopSignals() as signals, progress_bar(cfg.progress, total, self.step) as self._bar:
             while self.step < total:
                 previous, updates = self.step, self.agent.num_updates
                 self._env_step()
-                if self.step >= cfg.learning_starts:
+                if self.step >= cfg.learning_starts and self.step // per_round > previous // per_round:
                     with self.speed.paused(updates == first_update):  # a compile is no training time
                         for _ in range(gradient_steps):
                             self.metrics.add(self.agent.update(self._sample()))
@@ -170,12 +173,12 @@ class Trainer:
             actions = self.action_rng.uniform(-1.0, 1.0, size=(len(self.envs.envs), self.replay.act_dim))
         else:
             actions = self.agent.act(self._agent_obs(obs)).cpu().numpy()
-        obs = obs.copy()
+        obs, first = obs.copy(), self.envs.first
         next_obs, rewards, terminated, finished = self.envs.step(actions)
         if self.cfg.env.reward_scale != 1.0:  # what the critic learns; logged returns stay raw
             with np.errstate(over="ignore"):  # an overflow shows as a non-finite loss, reported in one line
                 rewards = rewards * np.float32(self.cfg.env.reward_scale)
-        self.replay.add(obs, actions.astype(np.float32), rewards, next_obs, terminated)
+        self.replay.add(obs, actions.astype(np.float32), rewards, next_obs, terminated, first)
         self.step += self.cfg.num_envs * self.cfg.env.action_repeat  # env steps, action repeats included
         for ret, length in finished:
             self.episodes += 1

@@ -27,6 +27,10 @@ HELPERS = Path(__file__).parent  # byo_env.py lives here
 
 # ---- configs ----
 
+# A small pixel run: the dot-to-target image task (32 x 32, one frame a stack), a narrow DrQ encoder, small heads.
+PIXELS = ["env=dot", "obs=pixels", "network=drq", "network.conv_channels=8", "network.hidden_sizes=[64,64]",
+          "hyperparameters.batch_size=32"]
+
 def make_cfg(run_dir: Path, overrides: list[str] = ()) -> DictConfig:
     """The composed config that `sac-run <overrides>` would see, writing into run_dir."""
     with initialize_config_module("sac_runner.conf", version_base="1.3"):

@@ -4,7 +4,8 @@ Each module here is one family and defines:
 - `PRIORITY`: families are asked in ascending order (generic, which matches everything, last);
 - `claims_id(gym_id)`, `claims(env)`: whether an env id, or a made env, belongs to the family;
 - `prepare_id(gym_id)`: import what registers its ids (None: nothing to do; ConfigError if missing);
-- `render_kwargs(size)`: gym.make's keywords for rgb_array frames of size x size;
+- `render_kwargs(size, camera)`: gym.make's keywords for rgb_array frames of size x size (from `camera`: None, the
+  default, an index or a name);
 - `physics_state(env)`, `set_physics_state(env, state)`: the simulator state for exact resume (None: unknown);
 - `extra_state(env)`, `set_extra_state(env, state)`: family-specific counters beside it;
 - `model(env)`: the MuJoCo model perturbations scale (None: none);

@@ -37,8 +37,8 @@ def prepare_id(gym_id: str) -> None:
                           f"({type(e).__name__}: {e})") from None
 
 
-def render_kwargs(size: int) -> dict:
-    return {"render_kwargs": {"width": size, "height": size}}
+def render_kwargs(size: int, camera=None) -> dict:
+    return {"render_kwargs": {"width": size, "height": size, **({} if camera is None else {"camera_id": camera})}}
 
 
 def physics_state(env: gym.Env) -> np.ndarray:

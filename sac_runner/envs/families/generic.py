@@ -19,7 +19,7 @@ def prepare_id(gym_id: str) -> None:
     return None
 
 
-def render_kwargs(size: int) -> dict:
+def render_kwargs(size: int, camera=None) -> dict:
     return {}
 
 

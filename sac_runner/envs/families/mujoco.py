@@ -30,8 +30,9 @@ def prepare_id(gym_id: str) -> None:
     return None
 
 
-def render_kwargs(size: int) -> dict:
-    return {"width": size, "height": size}
+def render_kwargs(size: int, camera=None) -> dict:
+    where = {} if camera is None else {"camera_id": camera} if isinstance(camera, int) else {"camera_name": camera}
+    return {"width": size, "height": size, **where}
 
 
 def integration_state_spec():
