@@ -52,7 +52,8 @@ class DrQEncoder(nn.Module):
         c, h, w = (int(s) for s in obs_shape)
         if min(h, w) < self.MIN_SIZE:
             raise ValueError(f"network.encoder=drq needs images of at least {self.MIN_SIZE}x{self.MIN_SIZE} pixels "
-                             f"(its conv layers leave nothing of {h}x{w}); raise env.obs.size to {self.MIN_SIZE} or more")
+                             f"(its conv layers leave nothing of {h}x{w}); raise env.obs.size to {self.MIN_SIZE} or "
+                             "more")
         channels = getattr(network, "conv_channels", 32)
         features = getattr(network, "feature_dim", 50)
         layers: list[nn.Module] = []
