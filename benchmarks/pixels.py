@@ -142,9 +142,9 @@ def sb3_row(shape, batch: int, repeats: int) -> dict | None:
         def step(self, action):
             return self.observation_space.sample(), 0.0, False, False, {}
 
-    model = SB3SAC("CnnPolicy", Images(), buffer_size=4 * batch, batch_size=batch, learning_starts=0,
+    model = SB3SAC("CnnPolicy", Images(), buffer_size=4 * batch, batch_size=batch, learning_starts=4 * batch,
                    policy_kwargs={"net_arch": [1024, 1024]}, device="cpu", seed=0, verbose=0)
-    model.learn(total_timesteps=2 * batch)  # fills the buffer and warms up
+    model.learn(total_timesteps=2 * batch)  # fills the buffer (no gradient step before learning_starts)
     seconds = timed(lambda: model.train(gradient_steps=1, batch_size=batch), repeats)
     extractor = model.policy.critic.features_extractor
     return {"update_s": seconds, "encoder": f"{type(extractor).__name__} (features {extractor.features_dim}), one "

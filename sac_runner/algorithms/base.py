@@ -214,8 +214,11 @@ class Agent:
     def describe_update(self) -> str:
         """One line for the log: which update path runs, and how."""
         how = DESCRIPTIONS[self.update_path]
-        extras = [self.precision] + (["torch.compile"] if self.compiled else []) + (
-            ["CUDA graph"] if self._graph is not None else [])
+        encoder = getattr(self.network, "encoder", "identity")
+        extras = [self.precision]
+        if encoder != "identity":
+            extras.append(f"{encoder} encoder in {getattr(self.network, 'encoder_precision', 'fp32')}")
+        extras += (["torch.compile"] if self.compiled else []) + (["CUDA graph"] if self._graph is not None else [])
         return f"{type(self).__name__} update path: {self.update_path} ({how}; {', '.join(extras)}) on {self.device}"
 
     def encoded(self, batch: Batch) -> Batch:

@@ -312,13 +312,14 @@ def experiment_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _without_implied(varying: list[str], groups: list[Group]) -> list[str]:
-    """When algorithm.name varies, its own keys that follow from it (each name has one value of them across the
-    groups: alpha and learn_alpha of sac against sac_fixed_alpha) add nothing to a label."""
+    """When algorithm.name varies, keys that follow from it (each name has one value of them across the groups:
+    alpha and learn_alpha of sac against sac_fixed_alpha, the lr and Adam beta1 CrossQ's YAML sets) add nothing to
+    a label."""
     if "algorithm.name" not in varying:
         return varying
     implied = []
     for k in varying:
-        if k.startswith("algorithm.") and k != "algorithm.name":
+        if k != "algorithm.name":
             by_name: dict[Any, set] = {}
             for g in groups:
                 by_name.setdefault(_canon(g.config.get("algorithm.name")), set()).add(_canon(g.config.get(k, _UNSET)))

@@ -137,7 +137,9 @@ def make_env(env_id: str, render_size: int | None = None, max_episode_steps: int
     if pixels is not None:  # after the repeat: a frame is rendered once per agent step
         env = pixel_env(env, pixels["size"], pixels["frame_stack"], env_id)
     ones = np.ones(space.shape, dtype=np.float32)
-    return gym.wrappers.RescaleAction(env, -ones, ones)
+    with warnings.catch_warnings():  # the same cast, in rescaling's own Box (DeepMind Control)
+        warnings.filterwarnings("ignore", "overflow encountered in cast", RuntimeWarning)
+        return gym.wrappers.RescaleAction(env, -ones, ones)
 
 
 def _flat(env: gym.Env) -> gym.Env:

@@ -76,7 +76,11 @@ class PerturbedEnv(gym.Wrapper):
         if sigma == 0:
             return obs
         obs = np.asarray(obs)
-        return (obs + sigma * self._rng.standard_normal(obs.shape)).astype(obs.dtype)
+        noisy = obs + sigma * self._rng.standard_normal(obs.shape)
+        if np.issubdtype(obs.dtype, np.integer):  # images: pixel values rounded and kept in range (no wrap-around)
+            limits = np.iinfo(obs.dtype)
+            noisy = np.clip(np.rint(noisy), limits.min, limits.max)
+        return noisy.astype(obs.dtype)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         self.restore()

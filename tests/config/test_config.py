@@ -12,7 +12,10 @@ from sac_runner.errors import ConfigError
 from helpers import SAC_RUN, make_cfg
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
-GROUPS = ["algorithm", "env", "network", "hyperparameters", "logger"]
+GROUPS = ["algorithm", "env", "obs", "network", "hyperparameters", "logger"]
+# options that need another group's option beside them
+COMPANIONS = {("env", "generic"): ["env.id=Reacher-v5"], ("network", "drq"): ["obs=pixels", "env=dot"],
+              ("obs", "pixels"): ["env=dot"]}
 
 
 def options(group: str) -> list[str]:
@@ -21,15 +24,15 @@ def options(group: str) -> list[str]:
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_option_composes_and_validates(tmp_path, group, option):
-    needs_id = ["env.id=Reacher-v5"] if (group, option) == ("env", "generic") else []  # the base names no env
-    cfg = make_cfg(tmp_path, [f"{group}={option}", *needs_id])
+    cfg = make_cfg(tmp_path, [f"{group}={option}", *COMPANIONS.get((group, option), [])])
     validate(cfg)
     OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
 
 
 def test_env_options_are_named_as_users_type_them():
     assert options("env") == sorted(["HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid", "Pendulum",
-                                     "InvertedPendulum", "dmc", "generic", "multigoal", "bandit"])
+                                     "InvertedPendulum", "dmc", "dmc_pixels", "generic", "multigoal", "bandit",
+                                     "dot"])
     ids = {o: make_cfg(Path("/tmp"), [f"env={o}"]).env.id for o in options("env") if o != "generic"}
     assert ids["HalfCheetah"] == "HalfCheetah-v5" and ids["Humanoid"] == "Humanoid-v5"
     assert ids["Pendulum"] == "Pendulum-v1"

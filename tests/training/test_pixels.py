@@ -81,7 +81,7 @@ def test_a_pixel_run_saves_acts_and_evaluates(tmp_path):
     assert action.shape == (2,) and np.all(np.abs(action) <= 1)
     frame = obs[-3:].transpose(1, 2, 0)  # one H x W x 3 image: taken as a fresh episode's stack
     assert np.array_equal(policy.act(frame), policy.act(np.concatenate([obs[-3:]] * 2)))
-    out = sac_run(str(tmp_path / "run"), "--episodes", "2", program=SAC_EVAL)
+    out = sac_run(str(tmp_path / "run"), "--episodes", "2", "--obs-noise", "0,30", program=SAC_EVAL)  # pixel noise
     assert out.returncode == 0, out.stdout + out.stderr
 
 
