@@ -27,6 +27,7 @@ waits for a team thread the scheduler has put aside); the script warns when the 
     python benchmarks/throughput.py --ours ours,ours+compile,ours-bf16,ours-bf16+compile
     python benchmarks/throughput.py --ours ours+compile,crossq256+compile,crossq1024+compile   # CrossQ by width
     python benchmarks/throughput.py --profile        # where the time goes in our loop and update
+    python benchmarks/throughput.py --pixels         # pixel mode: benchmarks/pixels.py (encoder, update, SB3 CnnPolicy)
 """
 from __future__ import annotations
 
@@ -508,6 +509,12 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--pixels" in argv:  # the pixel mode: benchmarks/pixels.py with the other arguments
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import pixels
+
+        return pixels.main([a for a in argv if a != "--pixels"])
     args = parse_args(argv)
     if args.child:
         contender, spec = args.child

@@ -35,6 +35,12 @@ def test_pixels_of_a_rendered_env_and_of_an_image_env(cfg_factory):
     assert np.array_equal(nxt[:6], obs[3:]) and not np.array_equal(nxt[6:], obs[6:])  # the stack moves on
     own = env_from_config(cfg_factory(*PIXELS).env)  # the env's own 32 x 32 images, one frame a stack
     assert own.reset(seed=0)[0].shape == (3, 32, 32)
+    mujoco = make_env("InvertedPendulum-v5", pixels={"size": 48, "frame_stack": 2, "camera": None})
+    try:  # Gymnasium's MuJoCo envs render through MuJoCo (headless: MUJOCO_GL=egl)
+        frames = mujoco.reset(seed=0)[0]
+        assert frames.shape == (6, 48, 48) and frames.std() > 0
+    finally:
+        mujoco.close()
 
 
 def test_dm_control_from_pixels_uses_the_preset_action_repeat(cfg_factory):
@@ -49,6 +55,7 @@ def test_dm_control_from_pixels_uses_the_preset_action_repeat(cfg_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.learning
 def test_pixel_sac_learns_to_move_the_dot_onto_the_target(cfg_factory):
     """From 32 x 32 images only; a random policy scores about -8 (20 steps), a good one above -2.5."""
     total = 3000
@@ -100,3 +107,10 @@ def test_bad_pixel_settings_get_one_line(cfg_factory, overrides, message):
 def test_pixels_take_one_env(cfg_factory):
     with pytest.raises(ConfigError, match=r"obs=pixels takes num_envs=1"):
         Trainer(cfg_factory(*PIXELS, "num_envs=2", "debug=default"))
+
+
+def test_a_frame_replay_larger_than_memory_is_refused_at_start(cfg_factory):
+    """Counted as frames kept once: 100M transitions of 32x32x3 frames are about 307 GiB (frames, one per transition and 1/16 more, plus 40 bytes each)."""
+    with pytest.raises(ConfigError, match=r"hyperparameters.buffer_size=100000000 needs 30\d\.\d GiB for the replay "
+                                          r"buffer but only .* lower hyperparameters.buffer_size"):
+        Trainer(cfg_factory(*PIXELS, "debug=default", "hyperparameters.buffer_size=100000000"))
