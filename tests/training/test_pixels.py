@@ -110,7 +110,7 @@ def test_pixels_take_one_env(cfg_factory):
 
 
 def test_a_frame_replay_larger_than_memory_is_refused_at_start(cfg_factory):
-    """Counted as frames kept once: 100M transitions of 32x32x3 frames are about 307 GiB (frames, one per transition and 1/16 more, plus 40 bytes each)."""
+    """Counted as frames kept once: 100M transitions of 32x32x3 frames take about 307 GiB."""
     with pytest.raises(ConfigError, match=r"hyperparameters.buffer_size=100000000 needs 30\d\.\d GiB for the replay "
                                           r"buffer but only .* lower hyperparameters.buffer_size"):
         Trainer(cfg_factory(*PIXELS, "debug=default", "hyperparameters.buffer_size=100000000"))
