@@ -81,6 +81,22 @@ def wall_clock_table() -> str:
     return "\n".join(lines)
 
 
+def crossq_verdict() -> str:
+    """CrossQ's final IQM against SAC's, from the report's summary.csv (empty until both have runs)."""
+    import csv
+
+    rows = {r["label"]: r for r in csv.DictReader((REPORT / "summary.csv").open())}
+    crossq, sac = rows.get("algorithm.name=crossq"), rows.get("algorithm.name=sac")
+    if not crossq or not sac:
+        return ""
+    ratio = float(crossq["final_iqm"]) / float(sac["final_iqm"])
+    seeds = min(int(crossq["n_seeds"]), int(sac["n_seeds"]))
+    verdict = "meets" if ratio >= 1.3 else "falls short of"
+    return (f"\n\n**CrossQ against SAC so far:** final IQM {float(crossq['final_iqm']):.0f} against "
+            f"{float(sac['final_iqm']):.0f}, {ratio:.2f}x ({crossq['n_seeds']} and {sac['n_seeds']} seeds): it {verdict} "
+            f"the 1.3x target{' on this many seeds; the verdict waits for 5 each' if seeds < 5 else ''}.")
+
+
 def planned_runs() -> int:
     """Runs the figure1 preset sweeps (seeds x algorithms)."""
     import yaml
@@ -94,7 +110,8 @@ def page() -> int:
     subprocess.run(report_command(REPORT), check=True)
     summary = (REPORT / "summary.md").read_text()
     status = (f"**Status:** {len(list(RUNS.glob('*/config.yaml')))} of the sweep's {planned_runs()} runs have "
-              "reached 100k steps and are in the table; the sweep goes on, and the page is rebuilt as runs finish.")
+              "reached 100k steps and are in the table; the sweep goes on, and the page is rebuilt as runs finish."
+              + crossq_verdict())
     text = TEMPLATE.format(begin=BEGIN, end=END, summary=summary.strip(), wall_clock=wall_clock_table(),
                            status=status)
     PAGE.write_text(text)
@@ -134,9 +151,9 @@ algorithm's improvement over SAC.
 
 ## Wall-clock on this machine
 
-Two runs at a time with one torch thread each, niced, on a 2-core AMD EPYC (AVX2, no AVX-512) that was also
-used for development meanwhile, so these times are upper bounds; `make bench` gives the ratios on a quiet
-machine.
+Two runs at a time with one torch thread each, niced, on 2-core AMD EPYC machines (the sweep spans sessions:
+some runs on one with AVX2 only, some on one with AVX-512 BF16) that were also used for development meanwhile,
+so these times are upper bounds; `make bench` gives the ratios on a quiet machine.
 
 {wall_clock}
 

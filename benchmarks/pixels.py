@@ -30,6 +30,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sac_runner.cli.common import use_headless_rendering  # noqa: E402
+
+use_headless_rendering()  # before anything imports MuJoCo's renderer (MUJOCO_GL=egl without a display)
+
 from sac_runner.algorithms.sac import SAC  # noqa: E402
 from sac_runner.nn.encoders import DrQEncoder  # noqa: E402
 from sac_runner.spec import ObsSpec  # noqa: E402
