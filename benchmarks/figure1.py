@@ -93,8 +93,8 @@ def crossq_verdict() -> str:
     seeds = min(int(crossq["n_seeds"]), int(sac["n_seeds"]))
     verdict = "meets" if ratio >= 1.3 else "falls short of"
     return (f"\n\n**CrossQ against SAC so far:** final IQM {float(crossq['final_iqm']):.0f} against "
-            f"{float(sac['final_iqm']):.0f}, {ratio:.2f}x ({crossq['n_seeds']} and {sac['n_seeds']} seeds): it {verdict} "
-            f"the 1.3x target{' on this many seeds; the verdict waits for 5 each' if seeds < 5 else ''}.")
+            f"{float(sac['final_iqm']):.0f}, {ratio:.2f}x ({crossq['n_seeds']} and {sac['n_seeds']} seeds): it "
+            f"{verdict} the 1.3x target{' on this many seeds; the verdict waits for 5 each' if seeds < 5 else ''}.")
 
 
 def planned_runs() -> int:
