@@ -225,8 +225,8 @@ def main(argv=None) -> int:
                   f"ours (DrQ encoder, one for both): {best:.3f} s, {sb3['update_s'] / best:.2f}x faster")
     if args.env:
         out["env"] = env_row(args.env, args.size, args.stack, args.env_steps)
-        print(f"\n{args.env} from pixels: {out['env']['frames_per_second']:.0f} frames/s (stepping and rendering, "
-              "random actions)")
+        print(f"\n{args.env} from pixels: {out['env']['frames_per_second']:.0f} agent steps/s, one rendered frame "
+              "each (action repeat 1, random actions)")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
     return 0
