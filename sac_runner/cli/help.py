@@ -9,6 +9,7 @@ from importlib.resources import files
 GROUPS = {  # what each group holds (its options describe themselves, in their YAML's first comment)
     "algorithm": "the algorithm and its own keys (algorithm.<key>=...)",
     "env": "the env: Gymnasium id, budgets, keyword arguments (env.id=<any Gymnasium id> works too)",
+    "obs": "what the agent sees, at env.obs: the env's observation or its rendered frames (env.obs.<key>=...)",
     "network": "the networks: hidden sizes, activation, encoder",
     "hyperparameters": "optimizer, learning rate, discount, buffer, batch, target updates",
     "logger": "where metrics go besides metrics.jsonl",
@@ -22,6 +23,7 @@ HEADER = """sac-run: train Soft Actor-Critic (Haarnoja et al. 2018) and the pape
   sac-run env=Hopper seed=3 algorithm.target_entropy_scale=0.5
   sac-run env=Pendulum debug=default                        a quick try: a few hundred steps
   sac-run -m env=Pendulum algorithm.target_entropy_scale=0.5,1 seed=0,1,2   a sweep (multirun)
+  sac-run +experiment=drq                                   SAC from pixels (DeepMind Control cartpole-swingup)
   sac-run env=Hopper hydra.run.dir=outputs/hopper resume=outputs/hopper     continue a run
   sac-run --cfg job env=Ant                                 print the composed config
 """
