@@ -22,9 +22,12 @@ ROOT = Path(__file__).resolve().parent
 RUNS = ROOT / "results" / "figure1"
 PAGE = ROOT / "results" / "RESULTS.md"
 REPORT = ROOT / "results" / "figure1_report"
+SB3_RUNS = ROOT / "results" / "figure1_context" / "sb3_sac"  # benchmarks/sb3_figure1.py writes these
 BEGIN, END = "<!-- sac-report summary: begin -->", "<!-- sac-report summary: end -->"
 FILES = ("config.yaml", "metrics.jsonl")
-REPORT_ARGS = ["--label", "sac_fixed_alpha=SAC, fixed alpha 0.2", "--size", "8,5"]
+LABELS = {"sac": "SAC, learned alpha", "sac_fixed_alpha": "SAC, fixed alpha 0.2", "crossq": "CrossQ, critic width 256",
+          "td3": "TD3", "ddpg": "DDPG", "sql": "Soft Q-learning"}
+REPORT_ARGS = [*(arg for name, text in LABELS.items() for arg in ("--label", f"{name}={text}")), "--size", "8,5"]
 
 
 def finished(run: Path) -> bool:
@@ -97,6 +100,49 @@ def crossq_verdict() -> str:
             f"{verdict} the 1.3x target{' on this many seeds; the verdict waits for 5 each' if seeds < 5 else ''}.")
 
 
+def final_returns(metrics: Path, total_steps: int) -> float | None:
+    """The evaluation at total_steps in a metrics.jsonl, or None if the run did not get there."""
+    for line in metrics.read_text().splitlines():
+        row = json.loads(line)
+        if row.get("global_step") == total_steps and "eval/return_mean" in row:
+            return float(row["eval/return_mean"])
+    return None
+
+
+def sac_finals() -> list[float]:
+    import yaml
+
+    finals = []
+    for config in sorted(RUNS.glob("*/config.yaml")):
+        cfg = yaml.safe_load(config.read_text())
+        if cfg["algorithm"]["name"] == "sac":
+            finals.append(final_returns(config.parent / "metrics.jsonl", cfg["total_steps"]))
+    return [f for f in finals if f is not None]
+
+
+def sb3_context() -> str:
+    """Stable-Baselines3's SAC under the same protocol, beside ours: final IQM, CI, P(ours > SB3), minutes."""
+    from sac_runner.analysis.stats import describe, probability_of_improvement
+
+    runs = [json.loads(p.read_text()) | {"dir": p.parent} for p in sorted(SB3_RUNS.glob("seed=*/run.json"))]
+    finals = [final_returns(r["dir"] / "metrics.jsonl", r["protocol"]["total_steps"]) for r in runs]
+    done = [(r, f) for r, f in zip(runs, finals) if f is not None]
+    if not done:
+        return ("Stable-Baselines3's SAC under the same protocol on this machine reached about 4.7k (two seeds, an "
+                "earlier round, not committed); `benchmarks/sb3_figure1.py` reruns it into "
+                "`benchmarks/results/figure1_context/`.")
+    sb3, ours = describe([f for _, f in done]), describe(sac_finals())
+    machine = done[0][0]["machine"]
+    minutes = statistics.median(r["minutes"] for r, _ in done)
+    return (f"Stable-Baselines3 {machine['stable_baselines3']} SAC under the same protocol "
+            f"(`python benchmarks/sb3_figure1.py --seed N`; committed under `benchmarks/results/figure1_context/`), "
+            f"{sb3.n} seed{'s' * (sb3.n > 1)}: final IQM {sb3.iqm:.0f} [{sb3.iqm_low:.0f}, {sb3.iqm_high:.0f}], "
+            f"mean {sb3.mean:.0f}, against sac-runner's SAC {ours.iqm:.0f} [{ours.iqm_low:.0f}, {ours.iqm_high:.0f}] "
+            f"on {ours.n}; P(sac-runner's SAC > SB3's) = "
+            f"{probability_of_improvement(sac_finals(), [f for _, f in done]):.2f}. {minutes:.0f} minutes per SB3 run "
+            f"(median, one thread, {machine['cpu']}).")
+
+
 def planned_runs() -> int:
     """Runs the figure1 preset sweeps (seeds x algorithms)."""
     import yaml
@@ -113,7 +159,7 @@ def page() -> int:
               "reached 100k steps and are in the table; the sweep goes on, and the page is rebuilt as runs finish."
               + crossq_verdict())
     text = TEMPLATE.format(begin=BEGIN, end=END, summary=summary.strip(), wall_clock=wall_clock_table(),
-                           status=status)
+                           status=status, sb3=sb3_context())
     PAGE.write_text(text)
     print(f"wrote {PAGE}")
     return 0
@@ -160,8 +206,9 @@ so these times are upper bounds; `make bench` gives the ratios on a quiet machin
 ## Context
 
 - Published: SAC reaches about 6.2k on HalfCheetah at 100k steps in the SAC authors' data as most later papers
-  quote it (v2/v4 envs); Stable-Baselines3's SAC at the same protocol on this machine reached about 4.7k
-  (two seeds, previous round), level with sac-runner's SAC. These are context, not runs of this sweep.
+  quote it (v2/v4 envs).
+- {sb3}
+- These are context, not runs of this sweep.
 - CrossQ's paper uses 2048-wide critics; here 256 (SAC's width, the cost of one SAC update on a CPU). In the
   SimbaV2 authors' released data CrossQ reaches 1.32x SAC at 100k on HalfCheetah; the target for this page is
   IQM >= 1.3x SAC's.

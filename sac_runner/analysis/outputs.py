@@ -64,6 +64,10 @@ def smoothed(values: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
+def seeds_text(n: int) -> str:
+    return f"{n} seed{'s' * (n != 1)}" + (f", fewer than {FEW_SEEDS}" if n < FEW_SEEDS else "")
+
+
 def draw_curves(groups: Sequence[Group], metric: str = DEFAULT_METRIC,
                 n_boot: int = DEFAULT_BOOTSTRAP, seed: int = DEFAULT_SEED, style: FigureStyle | None = None):
     """One subplot per env: per configuration the mean line, its bootstrap band, and its seeds as
@@ -87,10 +91,9 @@ def draw_curves(groups: Sequence[Group], metric: str = DEFAULT_METRIC,
                             gid="seed")
             full = np.where(n == len(g.runs), mean, np.nan)
             ax.plot(steps, mean, color=color, linestyle="--", linewidth=1.0)
-            few = "<5 " if len(g.runs) < FEW_SEEDS else ""
             label = style.labels.get(g.label, style.labels.get(g.short_label, g.short_label or g.label))
             line, = ax.plot(steps, full, color=color, linestyle=dashes, marker="o" if steps.size == 1 else None,
-                            label=f"{label} ({few}n={len(g.runs)})", gid="mean")
+                            label=f"{label} ({seeds_text(len(g.runs))})", gid="mean")
             if len(g.runs) > 1:  # one run has no spread to show
                 ax.fill_between(steps, low, high, color=color, alpha=0.12, linewidth=0, gid="band")
                 for edge in (low, high):

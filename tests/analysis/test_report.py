@@ -391,8 +391,8 @@ def test_plot_draws_seeds_of_small_groups_labels_band_and_axes(tmp_path):
     assert all(line.get_linewidth() < mean.get_linewidth() for line in seed_lines for mean in means)
     assert len([c for c in ax.collections if c.get_gid() == "band"]) == 2
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ["target_entropy_scale=0.5 (<5 n=2)", "target_entropy_scale=2 (n=5)",  # short key names
-                      "mean, 95% bootstrap CI", "single seeds (n < 5)"]
+    assert legend == ["target_entropy_scale=0.5 (2 seeds, fewer than 5)",  # short key names
+                      "target_entropy_scale=2 (5 seeds)", "mean, 95% bootstrap CI", "single seeds (n < 5)"]
     assert ax.get_xlabel() == "env steps"
     assert ax.get_ylabel() == "eval return (deterministic, 5 episodes)"  # make_run: eval_episodes 5
     assert outputs.draw_curves(groups, metric="eval/return_std", n_boot=10).axes[0].get_ylabel() == "eval/return_std"
@@ -409,7 +409,7 @@ def test_figure_options_labels_smoothing_range_size_and_vector_formats(tmp_path)
     fig = outputs.draw_curves(groups, n_boot=50, style=style)
     (ax,) = fig.axes
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend[:2] == ["half the target (<5 n=3)", "target_entropy_scale=2 (<5 n=1)"]
+    assert legend[:2] == ["half the target (3 seeds, fewer than 5)", "target_entropy_scale=2 (1 seed, fewer than 5)"]
     assert ax.get_xlim() == (1000.0, 4000.0) and tuple(fig.get_size_inches()) == (6.0, 4.0)
     (mean,) = [line for line in ax.lines if line.get_gid() == "mean" and line.get_label().startswith("half")]
     assert list(mean.get_ydata())[1:] == [1.5] * 5  # alternating 1, 2 (mean over seeds) smoothed over 2 evals
