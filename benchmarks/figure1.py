@@ -60,12 +60,15 @@ def report_command(out: Path) -> list[str]:
 
 
 def training_minutes(run: Path) -> float:
-    """Minutes of the training loop (evaluations aside), from the steps/s rows."""
+    """Minutes of the training loop (evaluations aside), from the steps/s rows. An interval that ran at under a
+    third of the run's median rate was a paused run (the sweep is stopped while the machine is needed); it counts
+    at the median rate."""
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     rates = [(r["global_step"], r["perf/steps_per_second"]) for r in rows if r.get("perf/steps_per_second")]
+    typical = statistics.median(rate for _, rate in rates)
     seconds, last = 0.0, 0
     for step, rate in rates:
-        seconds += (step - last) / rate
+        seconds += (step - last) / (rate if rate >= typical / 3 else typical)
         last = step
     return seconds / 60
 
@@ -199,7 +202,8 @@ algorithm's improvement over SAC.
 
 Two runs at a time with one torch thread each, niced, on 2-core AMD EPYC machines (the sweep spans sessions:
 some runs on one with AVX2 only, some on one with AVX-512 BF16) that were also used for development meanwhile,
-so these times are upper bounds; `make bench` gives the ratios on a quiet machine.
+so these times are upper bounds; `make bench` gives the ratios on a quiet machine. Intervals in which a run was
+paused (under a third of its median steps/s) count at its median rate.
 
 {wall_clock}
 
