@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +30,43 @@ def prepare(cfg: DictConfig) -> torch.device:
         warn_if_bf16_is_emulated(cfg.network.encoder_precision, device, "network.encoder_precision=bf16")
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    if device.type == "cpu":
+        warn_if_cpu_is_busy(torch.get_num_threads())
     seed_everything(cfg.seed)
     return device
+
+
+def cpu_jiffies(stat: Path = Path("/proc/stat")) -> tuple[int, int] | None:
+    """(busy, total) CPU time of the whole machine so far, in clock ticks; None off Linux."""
+    try:
+        fields = [int(x) for x in stat.read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields[:8]) - idle, sum(fields[:8])
+
+
+def busy_cores(sample_s: float = 0.1, read=cpu_jiffies) -> float | None:
+    """Cores kept busy by other processes, sampled while this one sleeps; None where it cannot be read."""
+    first = read()
+    time.sleep(sample_s)
+    second = read()
+    if first is None or second is None or second[1] <= first[1]:
+        return None
+    return (second[0] - first[0]) / (second[1] - first[1]) * (os.cpu_count() or 1)
+
+
+def warn_if_cpu_is_busy(threads: int, busy: float | None = None) -> None:
+    """torch's threads spin at each op waiting for their peers; on cores other processes keep busy a run with more
+    threads than free cores can be several times slower than with one (4x measured on 2 cores)."""
+    if threads < 2:
+        return
+    busy = busy_cores() if busy is None else busy
+    cores = os.cpu_count() or 1
+    if busy is not None and busy >= 1 and threads > cores - busy + 0.5:
+        log.warning("other processes keep %.1f of this machine's %d cores busy: torch's %d threads would wait on "
+                    "each other; threads=%d is likely faster here", busy, cores, threads,
+                    max(1, round(cores - busy)))
 
 
 def warn_if_bf16_is_emulated(precision: str, device: torch.device, setting: str = "precision=bf16") -> None:
