@@ -328,11 +328,23 @@ def _without_implied(varying: list[str], groups: list[Group]) -> list[str]:
     return [k for k in varying if k not in implied]
 
 
+def with_added_keys(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Experiment configs of runs written before a key was added lack it. Such a run ran at the schema's default
+    for it (the rule for new keys, which resume relies on too), so the key is filled in at that default where
+    another run has it; a run of an older version then groups with today's runs of the same experiment."""
+    keys = set().union(*configs) if configs else set()
+    if all(len(c) == len(keys) for c in configs):
+        return configs
+    from sac_runner.config.schema import run_schema, schema_defaults  # loads torch: only for mixed versions
+
+    defaults = flatten(schema_defaults(run_schema()))
+    return [{**{k: defaults[k] for k in keys - c.keys() if k in defaults}, **c} for c in configs]
+
+
 def group_runs(runs: Sequence[Run], warn: Warn = _stderr) -> list[Group]:
     """Group runs that differ only in run settings and seed; groups sorted by env, label."""
     groups: dict[Any, Group] = {}
-    for run in runs:
-        cfg = experiment_config(run.config)
+    for run, cfg in zip(runs, with_added_keys([experiment_config(r.config) for r in runs])):
         key = tuple(sorted((k, _canon(v)) for k, v in cfg.items()))
         if key not in groups:
             groups[key] = Group(env_id=run.env_id, config=cfg)

@@ -271,6 +271,17 @@ def test_grouping_ignores_denylisted_keys_and_labels_varying(tmp_path):
     assert "algorithm.alpha" in kept
 
 
+def test_runs_of_an_older_version_group_with_todays_at_the_defaults_of_keys_added_since(tmp_path):
+    ev = [(0, 1.0)]
+    today = {"env.obs.kind": "state", "env.obs.frame_stack": 3, "hyperparameters.update_every": 1}
+    runs = [make_run(tmp_path / "old", seed=0, evals=ev),  # written before env.obs and update_every existed
+            make_run(tmp_path / "new", seed=1, evals=ev, extra_cfg=today),
+            make_run(tmp_path / "every2", seed=0, evals=ev, extra_cfg={**today, "hyperparameters.update_every": 2})]
+    groups = discovery.group_runs([discovery.load_run(r) for r in runs])
+    assert [(g.label, sorted(r.path.name for r in g.runs)) for g in groups] == [
+        ("hyperparameters.update_every=1", ["new", "old"]), ("hyperparameters.update_every=2", ["every2"])]
+
+
 def test_hydra_config_fallback_with_interpolation(tmp_path):
     run = make_run(tmp_path / "run", seed=2, evals=[(0, 1.0)], write_config=False)
     (run / ".hydra").mkdir()
