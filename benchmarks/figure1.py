@@ -98,9 +98,12 @@ def crossq_verdict() -> str:
     ratio = float(crossq["final_iqm"]) / float(sac["final_iqm"])
     seeds = min(int(crossq["n_seeds"]), int(sac["n_seeds"]))
     verdict = "meets" if ratio >= 1.3 else "falls short of"
-    return (f"\n\n**CrossQ against SAC so far:** final IQM {float(crossq['final_iqm']):.0f} against "
-            f"{float(sac['final_iqm']):.0f}, {ratio:.2f}x ({crossq['n_seeds']} and {sac['n_seeds']} seeds): it "
-            f"{verdict} the 1.3x target{' on this many seeds; the verdict waits for 5 each' if seeds < 5 else ''}.")
+    ci = {name: f"[{float(r['final_iqm_ci_low']):.0f}, {float(r['final_iqm_ci_high']):.0f}]"
+          for name, r in (("crossq", crossq), ("sac", sac))}
+    return (f"\n\n**CrossQ against SAC{' so far' if seeds < 5 else ''}:** final IQM "
+            f"{float(crossq['final_iqm']):.0f} {ci['crossq']} against {float(sac['final_iqm']):.0f} {ci['sac']}, "
+            f"{ratio:.2f}x ({crossq['n_seeds']} and {sac['n_seeds']} seeds): it {verdict} the 1.3x target"
+            f"{' on this many seeds; the verdict waits for 5 each' if seeds < 5 else ''}.")
 
 
 def final_returns(metrics: Path, total_steps: int) -> float | None:
