@@ -165,10 +165,11 @@ class SQL(Agent):
         """The amortized Stein step: the surrogate whose gradient is -E[D(y_i) df/dphi], and |D| for the log."""
         n, m, d = xi.shape
         alpha = self.algorithm.alpha
-        u = self.actor(obs.unsqueeze(1).expand(-1, m, -1), xi)  # [n, M, d], before the tanh
-        fixed = u[:, :self.fixed].detach().requires_grad_(True)
-        updated = u[:, self.fixed:]
-        j = fixed.shape[1]
+        j = self.fixed
+        with torch.no_grad():  # the fixed set takes no gradient: only the updated set's pass is backpropagated
+            fixed = self.actor(obs.unsqueeze(1).expand(-1, j, -1), xi[:, :j])  # [n, j, d], before the tanh
+        fixed.requires_grad_(True)
+        updated = self.actor(obs.unsqueeze(1).expand(-1, m - j, -1), xi[:, j:])
         q = self.critic(obs.unsqueeze(1).expand(-1, j, -1).reshape(n * j, -1),
                         torch.tanh(fixed).reshape(n * j, d)).view(n, j)
         energy = q + alpha * tanh_log_det(fixed)  # alpha log p(u|s) + const
