@@ -26,6 +26,7 @@ waits for a team thread the scheduler has put aside); the script warns when the 
     python benchmarks/throughput.py --precision bf16 --num-envs 1,4 --gradient-steps 1,2 --json out.json
     python benchmarks/throughput.py --ours ours,ours+compile,ours-bf16,ours-bf16+compile
     python benchmarks/throughput.py --ours ours+compile,crossq256+compile,crossq1024+compile   # CrossQ by width
+    python benchmarks/throughput.py --ours ours-autograd+compile,sql+compile   # Soft Q-learning against SAC
     python benchmarks/throughput.py --profile        # where the time goes in our loop and update
     python benchmarks/throughput.py --pixels         # pixel mode: benchmarks/pixels.py (encoder, update, SB3 CnnPolicy)
 """
@@ -433,22 +434,27 @@ def profile(args) -> dict:
 # ---------------------------------------------------------------- CLI
 
 CROSSQ = re.compile(r"crossq(\d+)(\+compile)?")  # crossq<critic width>, e.g. crossq1024+compile
+ALGORITHMS = {"sql": ["algorithm=sql"]}  # another algorithm's contender: its name, optionally +compile
 
 
 def variant_list(text: str) -> list[str]:
     allowed = ("ours", "ours+compile", "ours-bf16", "ours-bf16+compile", "ours-autograd", "ours-autograd+compile")
     items = [t.strip() for t in text.split(",") if t.strip()]
-    bad = [t for t in items if t not in allowed and not CROSSQ.fullmatch(t)]
+    bad = [t for t in items
+           if t not in allowed and not CROSSQ.fullmatch(t) and t.removesuffix("+compile") not in ALGORITHMS]
     if bad or not items:
-        raise argparse.ArgumentTypeError(f"unknown configuration {', '.join(bad) or text!r}; "
-                                         f"allowed: {', '.join(allowed)}, crossq<width>[+compile]")
+        raise argparse.ArgumentTypeError(f"unknown configuration {', '.join(bad) or text!r}; allowed: "
+                                         f"{', '.join(allowed)}, crossq<width>[+compile], "
+                                         f"{', '.join(f'{a}[+compile]' for a in ALGORITHMS)}")
     return items
 
 
 def variant_overrides(contender: str) -> list[str]:
     """sac-run overrides of an `ours` configuration beyond precision, compile and update path."""
     crossq = CROSSQ.fullmatch(contender)
-    return ["algorithm=crossq", f"algorithm.critic_width={crossq.group(1)}"] if crossq else []
+    if crossq:
+        return ["algorithm=crossq", f"algorithm.critic_width={crossq.group(1)}"]
+    return ALGORITHMS.get(contender.removesuffix("+compile"), [])
 
 
 def peer_list(text: str) -> list[str]:
@@ -475,7 +481,7 @@ def parse_args(argv=None):
     p.add_argument("--ours", type=variant_list, default=["ours"],
                    help="our configurations, comma list of ours | ours+compile | ours-bf16 | ours-bf16+compile | "
                         "ours-autograd | ours-autograd+compile (update=autograd) | crossq<width>[+compile] "
-                        "(CrossQ with that critic width)")
+                        "(CrossQ with that critic width) | sql[+compile] (Soft Q-learning)")
     p.add_argument("--peers", type=peer_list, default=["sb3"],
                    help="comma list of sb3 | sbx (SB3's API on JAX: pip install -e '.[bench]')")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
