@@ -329,16 +329,20 @@ def _without_implied(varying: list[str], groups: list[Group]) -> list[str]:
 
 
 def with_added_keys(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Experiment configs of runs written before a key was added lack it. Such a run ran at the schema's default
-    for it (the rule for new keys, which resume relies on too), so the key is filled in at that default where
-    another run has it; a run of an older version then groups with today's runs of the same experiment."""
+    """Experiment configs of runs written before a key was added lack it. Such a run counts at the value the key
+    takes in today's composed defaults for its env and algorithm, the rule resume applies to an old checkpoint
+    (runs.resume.experiment_differences_baseline); a run of an older version then groups with today's runs of
+    the same experiment."""
     keys = set().union(*configs) if configs else set()
     if all(len(c) == len(keys) for c in configs):
         return configs
-    from sac_runner.config.schema import run_schema, schema_defaults  # loads torch: only for mixed versions
+    from sac_runner.config.naming import default_config  # composes conf/: only for runs of mixed versions
 
-    defaults = flatten(schema_defaults(run_schema()))
-    return [{**{k: defaults[k] for k in keys - c.keys() if k in defaults}, **c} for c in configs]
+    filled = []
+    for c in configs:
+        defaults = default_config(str(c.get("env.id")), str(c.get("algorithm.name"))) if keys - c.keys() else {}
+        filled.append({**{k: defaults[k] for k in keys - c.keys() if k in defaults}, **c})
+    return filled
 
 
 def group_runs(runs: Sequence[Run], warn: Warn = _stderr) -> list[Group]:
