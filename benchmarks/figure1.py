@@ -137,7 +137,8 @@ def sb3_context() -> str:
         return ("Stable-Baselines3's SAC under the same protocol on this machine reached about 4.7k (two seeds, an "
                 "earlier round, not committed); `benchmarks/sb3_figure1.py` reruns it into "
                 "`benchmarks/results/figure1_context/`.")
-    sb3, ours = describe([f for _, f in done]), describe(sac_finals())
+    ours_finals, sb3_finals = sac_finals(), [f for _, f in done]
+    sb3, ours = describe(sb3_finals), describe(ours_finals)
     machine = done[0][0]["machine"]
     minutes = statistics.median(r["minutes"] for r, _ in done)
     return (f"Stable-Baselines3 {machine['stable_baselines3']} SAC under the same protocol "
@@ -145,7 +146,7 @@ def sb3_context() -> str:
             f"{sb3.n} seed{'s' * (sb3.n > 1)}: final IQM {sb3.iqm:.0f} [{sb3.iqm_low:.0f}, {sb3.iqm_high:.0f}], "
             f"mean {sb3.mean:.0f}, against sac-runner's SAC {ours.iqm:.0f} [{ours.iqm_low:.0f}, {ours.iqm_high:.0f}] "
             f"on {ours.n}; P(sac-runner's SAC > SB3's) = "
-            f"{probability_of_improvement(sac_finals(), [f for _, f in done]):.2f}. {minutes:.0f} minutes per SB3 run "
+            f"{probability_of_improvement(ours_finals, sb3_finals):.2f}. {minutes:.0f} minutes per SB3 run "
             f"(median, one thread, {machine['cpu']}).")
 
 
