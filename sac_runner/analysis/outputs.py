@@ -39,13 +39,23 @@ def y_label(groups: Sequence[Group], metric: str = DEFAULT_METRIC) -> str:
 
 @dataclass
 class FigureStyle:
-    """What a user may set about a figure: legend labels (auto label -> text), smoothing (a moving average over
-    this many evaluations), the x range, the size in inches, the file format (png, pdf, svg)."""
+    """What a user may set about a figure: legend labels (auto label -> text; labelled configurations come first,
+    in this order, so each keeps its colour as others are added), smoothing (a moving average over this many
+    evaluations), the x range, the size in inches, the file format (png, pdf, svg)."""
     labels: dict[str, str] = field(default_factory=dict)
     smooth: int = 1
     xlim: tuple[float | None, float | None] = (None, None)
     size: tuple[float, float] | None = None
     format: str = "png"
+
+    def label_key(self, group: Group) -> str | None:
+        """The key of `labels` that names this group (its full auto label or its short one), or None."""
+        return next((k for k in (group.label, group.short_label) if k in self.labels), None)
+
+    def ordered(self, groups: Sequence[Group]) -> list[Group]:
+        """Labelled groups first, in the order of `labels`; the rest after, in their given order."""
+        rank = {k: i for i, k in enumerate(self.labels)}
+        return sorted(groups, key=lambda g: rank.get(self.label_key(g), len(rank)))
 
 
 FORMATS = ("png", "pdf", "svg")
@@ -79,7 +89,7 @@ def draw_curves(groups: Sequence[Group], metric: str = DEFAULT_METRIC,
     envs = sorted({g.env_id for g in groups})
     fig, axes = env_axes(len(envs), size=style.size)
     for ax, env in zip(axes, envs):
-        env_groups = [gr for gr in groups if gr.env_id == env]
+        env_groups = style.ordered([gr for gr in groups if gr.env_id == env])
         handles = []
         for i, g in enumerate(env_groups):
             steps, mean, low, high, n = aggregate_curve(g.runs, n_boot, seed)
@@ -91,7 +101,7 @@ def draw_curves(groups: Sequence[Group], metric: str = DEFAULT_METRIC,
                             gid="seed")
             full = np.where(n == len(g.runs), mean, np.nan)
             ax.plot(steps, mean, color=color, linestyle="--", linewidth=1.0)
-            label = style.labels.get(g.label, style.labels.get(g.short_label, g.short_label or g.label))
+            label = style.labels.get(style.label_key(g), g.short_label or g.label)
             line, = ax.plot(steps, full, color=color, linestyle=dashes, marker="o" if steps.size == 1 else None,
                             label=f"{label} ({seeds_text(len(g.runs))})", gid="mean")
             if len(g.runs) > 1:  # one run has no spread to show

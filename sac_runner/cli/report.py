@@ -102,7 +102,8 @@ def build_parser() -> ArgumentParser:
     g = p.add_argument_group("the figure")
     g.add_argument("--label", action="append", default=[], metavar="AUTO=TEXT",
                    help="legend text for a configuration, e.g. --label 'target_entropy_scale=0.5=SAC, half target' "
-                        "(AUTO: the label the figure shows, or the table's; repeatable)")
+                        "(AUTO: the label the figure shows, or the table's; repeatable: labelled configurations "
+                        "come first in the legend, in this order, and keep their colours as others are added)")
     g.add_argument("--smooth", type=int, default=1, metavar="N", help="moving average over N evaluations (default 1)")
     g.add_argument("--xmin", type=float, help="x-axis start (env steps)")
     g.add_argument("--xmax", type=float, help="x-axis end (env steps)")
