@@ -168,8 +168,11 @@ def planned_runs() -> int:
 def page() -> int:
     subprocess.run(report_command(REPORT), check=True)
     summary = (REPORT / "summary.md").read_text()
-    status = (f"**Status:** {len(list(RUNS.glob('*/config.yaml')))} of the sweep's {planned_runs()} runs have "
-              "reached 100k steps and are in the table; the sweep goes on, and the page is rebuilt as runs finish."
+    done, planned = len(list(RUNS.glob('*/config.yaml'))), planned_runs()
+    rest = ("the rest of the sweep continues with the same command, and the page is rebuilt as runs finish"
+            if done < planned else "the sweep is complete")
+    status = (f"**Status:** {done} of the sweep's {planned} runs have reached 100k steps and are in the table "
+              f"(seeds per algorithm: the table's seeds column); {rest}."
               + crossq_verdict())
     text = TEMPLATE.format(begin=BEGIN, end=END, summary=summary.strip(), wall_clock=wall_clock_table(),
                            status=status, sb3=sb3_context())
