@@ -340,8 +340,9 @@ def with_added_keys(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     filled = []
     for c in configs:
-        defaults = default_config(str(c.get("env.id")), str(c.get("algorithm.name"))) if keys - c.keys() else {}
-        filled.append({**{k: defaults[k] for k in keys - c.keys() if k in defaults}, **c})
+        missing = keys - c.keys()
+        defaults = default_config(str(c.get("env.id")), str(c.get("algorithm.name"))) if missing else {}
+        filled.append({**{k: defaults[k] for k in missing if k in defaults}, **c})
     return filled
 
 
